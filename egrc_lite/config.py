@@ -19,6 +19,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from egrc_lite.errors import EgrcError
+
 StageMode = Literal["compress", "explore", "entangled"]
 ShapeKind = Literal["exponential", "linear", "cosine"]
 AnswerRule = Literal["boxed", "last_number"]
@@ -32,7 +34,7 @@ DEFAULT_CONNECTORS = [
 ]
 
 
-class ConfigError(ValueError):
+class ConfigError(EgrcError, ValueError):
     """A user mistake in a preset, an override or a flag; its message is one line."""
 
 

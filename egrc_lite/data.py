@@ -1,0 +1,166 @@
+"""Problems from JSONL files, Hugging Face datasets or a built-in generator, and prompts.
+
+A problem is an ``id``, a ``problem`` text and a gold ``answer`` string. Prompts follow
+method.md s6: the model's chat template, the user turn is the problem followed by
+``prompt_suffix``; generation starts after the template's assistant prefix.
+
+>>> probs = arithmetic_problems(3, seed=0)
+>>> len(probs), all(p.answer.lstrip("-").isdigit() for p in probs)
+(3, True)
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from egrc_lite.config import DataConfig
+from egrc_lite.errors import EgrcError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import datasets
+
+
+class DataError(EgrcError, ValueError):
+    """A problem with the user's data; its message is one line naming the fix."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    id: str
+    problem: str
+    answer: str
+
+
+_NAMES = ["Ava", "Ben", "Chloe", "Dan", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack", "Lena", "Max"]
+_ITEMS = ["apples", "marbles", "stickers", "books", "pencils", "cookies", "stamps", "shells", "cards"]
+
+
+def _arithmetic_problem(rng: random.Random, index: int) -> Problem:
+    """One easy word problem (add, subtract or multiply numbers up to 40) with its answer."""
+    name, other = rng.sample(_NAMES, 2)
+    item = rng.choice(_ITEMS)
+    kind = rng.choice(["add", "sub", "mul"])
+    if kind == "add":
+        a, b = rng.randint(2, 40), rng.randint(2, 40)
+        text = f"{name} has {a} {item}. {other} gives {name} {b} more {item}. How many {item} does {name} have now?"
+        answer = a + b
+    elif kind == "sub":
+        a = rng.randint(10, 40)
+        b = rng.randint(1, a - 1)
+        text = f"{name} has {a} {item} and gives {b} of them to {other}. How many {item} does {name} have left?"
+        answer = a - b
+    else:
+        a, b = rng.randint(2, 12), rng.randint(2, 9)
+        text = f"{name} has {a} boxes with {b} {item} in each box. How many {item} does {name} have in total?"
+        answer = a * b
+    return Problem(id=f"arith-{index}", problem=text, answer=str(answer))
+
+
+def arithmetic_problems(n: int, seed: int) -> list[Problem]:
+    """``n`` generated one-step arithmetic word problems; the same seed gives the same set."""
+    rng = random.Random(seed)
+    return [_arithmetic_problem(rng, i) for i in range(n)]
+
+
+BUILTIN_SOURCES = {"builtin:arithmetic": arithmetic_problems}
+
+
+def _read_jsonl(path: Path, cfg: DataConfig) -> list[Problem]:
+    if not path.is_file():
+        raise DataError(f"data file not found: {path} (set data.source to an existing JSONL file)")
+    problems: list[Problem] = []
+    with path.open(encoding="utf-8") as fh:
+        for lineno, line in enumerate(fh, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+            if not isinstance(row, dict):
+                raise DataError(f"{path}:{lineno}: expected a JSON object per line")
+            problems.append(_row_to_problem(row, cfg, f"{path}:{lineno}", default_id=f"{path.stem}-{lineno}"))
+    return problems
+
+
+def _row_to_problem(row: dict[str, Any], cfg: DataConfig, where: str, default_id: str) -> Problem:
+    for field, key in (("problem_field", cfg.problem_field), ("answer_field", cfg.answer_field)):
+        if key not in row or row[key] is None:
+            fields = ", ".join(sorted(map(str, row)))
+            raise DataError(f"{where}: missing field '{key}' (fields here: {fields}; set data.{field})")
+    pid = row.get(cfg.id_field) if cfg.id_field else None
+    return Problem(id=str(pid if pid is not None else default_id), problem=str(row[cfg.problem_field]),
+                   answer=str(row[cfg.answer_field]))
+
+
+def _read_hf(name: str, cfg: DataConfig) -> list[Problem]:
+    try:
+        import datasets
+    except ImportError as err:  # pragma: no cover - datasets is a core dependency
+        raise DataError("the 'datasets' package is missing: pip install -e .") from err
+    try:
+        ds = datasets.load_dataset(name, cfg.subset, split=cfg.split)
+    except Exception as err:  # noqa: BLE001 - hub and file errors have many types
+        raise DataError(f"could not load Hugging Face dataset '{name}' split '{cfg.split}': "
+                        f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    return [_row_to_problem(row, cfg, f"{name}[{i}]", default_id=f"{name}-{i}") for i, row in enumerate(ds)]
+
+
+def load_problems(cfg: DataConfig) -> list[Problem]:
+    """The training problems ``cfg`` names, shuffled with ``builtin_seed`` and cut to ``limit``.
+
+    ``source`` is ``builtin:arithmetic``, a path to a ``.jsonl`` file, or ``hf:<dataset id>``.
+    """
+    src = cfg.source
+    if src in BUILTIN_SOURCES:
+        problems = BUILTIN_SOURCES[src](cfg.builtin_size, cfg.builtin_seed)
+    elif src.startswith("builtin:"):
+        raise DataError(f"unknown built-in data source '{src}'; valid: {', '.join(BUILTIN_SOURCES)}")
+    elif src.startswith("hf:"):
+        problems = _read_hf(src[3:], cfg)
+    else:
+        problems = _read_jsonl(Path(src).expanduser(), cfg)
+    if not problems:
+        raise DataError(f"data source '{src}' holds no problems (check the file or data.split)")
+    if cfg.shuffle:
+        random.Random(cfg.builtin_seed).shuffle(problems)
+    if cfg.limit is not None:
+        problems = problems[: cfg.limit]
+    return problems
+
+
+def build_messages(problem: str, cfg: DataConfig) -> list[dict[str, str]]:
+    """Chat messages for one problem: optional system turn, then problem + suffix.
+
+    >>> build_messages("1+1?", DataConfig(prompt_suffix="Box it."))
+    [{'role': 'user', 'content': '1+1?\\nBox it.'}]
+    """
+    user = f"{problem}\n{cfg.prompt_suffix}" if cfg.prompt_suffix else problem
+    messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
+    messages.append({"role": "user", "content": user})
+    return messages
+
+
+def to_prompt_dataset(problems: list[Problem], cfg: DataConfig) -> datasets.Dataset:
+    """A ``datasets.Dataset`` with conversational ``prompt``, ``answer`` and ``id`` columns (TRL's format)."""
+    import datasets
+
+    return datasets.Dataset.from_dict({
+        "prompt": [build_messages(p.problem, cfg) for p in problems],
+        "answer": [p.answer for p in problems],
+        "id": [p.id for p in problems],
+    })
+
+
+def data_fingerprint(problems: list[Problem]) -> str:
+    """sha256 over ids, problems and answers, in order: what the manifest records."""
+    h = hashlib.sha256()
+    for p in problems:
+        h.update(json.dumps([p.id, p.problem, p.answer], ensure_ascii=False).encode("utf-8"))
+        h.update(b"\n")
+    return h.hexdigest()

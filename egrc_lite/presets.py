@@ -1,0 +1,185 @@
+"""Find, list and load YAML presets; deep-merge them; apply ``--set`` overrides.
+
+A preset is a YAML mapping of config values, optionally with ``extends: OTHER`` (a name or
+a path) whose values it overrides. Its leading ``#`` comment block is its header (hardware,
+expected time, purpose). Precedence, lowest first: config defaults < the ``extends`` chain
+< the preset < ``--set`` overrides in order < explicit command-line flags.
+
+>>> merged = deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
+>>> merged
+{'a': {'b': 1, 'c': 3}}
+>>> apply_override({"train": {"seed": 0}}, "train.seed=7")
+{'train': {'seed': 7}}
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from egrc_lite.config import ConfigError, EgrcConfig, validate_config
+
+DEFAULT_PRESET = "default"
+MODE_DERIVED = ("name", "max_completion_length", "temperature", "top_p", "epsilon_high")
+
+
+def preset_dirs() -> list[Path]:
+    """Where presets are looked up: ``$EGRC_PRESETS_DIR`` (colon-separated), then the checkout's ``presets/``."""
+    dirs = [Path(p) for p in os.environ.get("EGRC_PRESETS_DIR", "").split(os.pathsep) if p]
+    dirs.append(Path(__file__).resolve().parent.parent / "presets")
+    return [d for d in dirs if d.is_dir()]
+
+
+@dataclass(frozen=True)
+class PresetInfo:
+    name: str
+    path: Path
+    header: str
+
+    @property
+    def summary(self) -> str:
+        """The header's first line, e.g. ``CPU demo: SmolLM2-135M ...``."""
+        return self.header.splitlines()[0] if self.header else ""
+
+
+def _header(path: Path) -> str:
+    lines = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        if not line.startswith("#"):
+            break
+        lines.append(line.lstrip("#").strip())
+    return "\n".join(lines).strip()
+
+
+def list_presets() -> list[PresetInfo]:
+    """Every preset found, searching preset folders recursively (first folder wins a name clash)."""
+    found: dict[str, PresetInfo] = {}
+    for folder in preset_dirs():
+        for path in sorted(folder.rglob("*.yaml")):
+            name = path.relative_to(folder).with_suffix("").as_posix()
+            found.setdefault(name, PresetInfo(name, path, _header(path)))
+    return sorted(found.values(), key=lambda p: p.name)
+
+
+def find_preset(name_or_path: str) -> Path:
+    """The file of a preset given by name (``smoke``, ``ablations/lc2048``) or by path."""
+    as_path = Path(name_or_path).expanduser()
+    if as_path.suffix in (".yaml", ".yml") and as_path.is_file():
+        return as_path
+    for folder in preset_dirs():
+        candidate = folder / f"{name_or_path}.yaml"
+        if candidate.is_file():
+            return candidate
+    names = ", ".join(p.name for p in list_presets()) or "(none found)"
+    raise ConfigError(f"unknown preset '{name_or_path}'; valid presets: {names} (or give a path to a .yaml file)")
+
+
+def load_preset(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
+    """The preset as a dict with its ``extends`` chain merged in (base first)."""
+    path = find_preset(name_or_path)
+    key = str(path.resolve())
+    if key in _seen:
+        raise ConfigError(f"preset '{name_or_path}' extends itself through a cycle; remove one 'extends'")
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark else ""
+        raise ConfigError(f"preset {path}{where} is not valid YAML; fix the file") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"preset {path} must be a YAML mapping of config keys")
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str):
+        raise ConfigError(f"preset {path}: 'extends' must be a preset name or path")
+    if not Path(parent).is_absolute() and (path.parent / parent).suffix in (".yaml", ".yml"):
+        parent = str(path.parent / parent)
+    return deep_merge(load_preset(parent, _seen + (key,)), data)
+
+
+def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    """``over`` merged into a copy of ``base``: mappings merge, everything else (lists too) replaces."""
+    out = copy.deepcopy(base)
+    for key, value in over.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = deep_merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """Split ``dotted.key=value``; the value is read as a YAML scalar or flow list/mapping."""
+    key, sep, raw = text.partition("=")
+    key = key.strip()
+    if not sep or not key or any(not part for part in key.split(".")):
+        raise ConfigError(f"override '{text}' must look like dotted.key=value, e.g. train.seed=1")
+    try:
+        value = yaml.safe_load(raw) if raw.strip() else ""
+    except yaml.YAMLError:
+        value = raw
+    return key.split("."), value
+
+
+def apply_override(data: dict[str, Any], text: str) -> dict[str, Any]:
+    """A copy of ``data`` with one ``dotted.key=value`` override applied (list items by index)."""
+    parts, value = parse_override(text)
+    return set_path(data, parts, value)
+
+
+def set_path(data: dict[str, Any], parts: list[str], value: Any) -> dict[str, Any]:
+    """A copy of ``data`` with the value at the key path ``parts`` replaced by ``value``."""
+    out = copy.deepcopy(data)
+    node: Any = out
+    for depth, part in enumerate(parts[:-1]):
+        node = _child(node, part, ".".join(parts[: depth + 1]))
+    last = parts[-1]
+    if isinstance(node, list):
+        node[_index(node, last, ".".join(parts))] = value
+    else:
+        node[last] = value
+    return out
+
+
+def _index(node: list[Any], part: str, path: str) -> int:
+    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+        raise ConfigError(f"override '{path}': '{part}' is not an index of a list of {len(node)} items")
+    return int(part)
+
+
+def _child(node: Any, part: str, path: str) -> Any:
+    if isinstance(node, list):
+        return node[_index(node, part, path)]
+    if not isinstance(node, dict):
+        raise ConfigError(f"override '{path}': its parent is a value, not a section")
+    if part not in node or node[part] is None:
+        node[part] = {}
+    return node[part]
+
+
+def resolve(preset: str | None = DEFAULT_PRESET, overrides: list[str] | None = None,
+            flags: dict[str, Any] | None = None) -> EgrcConfig:
+    """The validated config from a preset, ``--set`` overrides and explicit flags (dotted keys)."""
+    base = _base_dict()
+    data = deep_merge(base, load_preset(preset)) if preset else base
+    for text in overrides or []:
+        data = apply_override(data, text)
+    for key, value in (flags or {}).items():
+        if value is not None:
+            data = set_path(data, key.split("."), value)
+    return validate_config(data)
+
+
+def _base_dict() -> dict[str, Any]:
+    """The defaults as a dict, with the mode-derived stage values left open (None) for validation to fill."""
+    base = EgrcConfig().model_dump(mode="python")
+    for stage in base["schedule"]["stages"]:
+        for key in MODE_DERIVED:
+            stage[key] = None
+    return base

