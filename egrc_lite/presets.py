@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import copy
 import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,7 @@ import yaml
 from egrc_lite.config import ConfigError, EgrcConfig, validate_config
 
 DEFAULT_PRESET = "default"
+_FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
 MODE_DERIVED = ("name", "max_completion_length", "temperature", "top_p", "epsilon_high")
 
 
@@ -124,6 +126,8 @@ def parse_override(text: str) -> tuple[list[str], Any]:
         value = yaml.safe_load(raw) if raw.strip() else ""
     except yaml.YAMLError:
         value = raw
+    if isinstance(value, str) and _FLOAT.fullmatch(value.strip()):
+        value = float(value)  # YAML 1.1 reads '1e-5' as a string
     return key.split("."), value
 
 

@@ -28,10 +28,15 @@ from egrc_lite.config import TinyModelConfig
 logger = logging.getLogger(__name__)
 
 TINY_SEED = 0
-TINY_FORMAT_VERSION = 1  # bump when the builder changes, so stale caches are not reused
+TINY_FORMAT_VERSION = 3  # bump when the builder changes, so stale caches are not reused
 
 BOS, EOS, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
-SPECIAL_TOKENS = [PAD, BOS, EOS, "<think>", "</think>"]
+THINK_TOKENS = ["<think>", "</think>"]
+SPECIAL_TOKENS = [PAD, BOS, EOS, *THINK_TOKENS]
+
+QWEN2_PRETOKENIZE_REGEX = (
+    r"""(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|\s*[\r\n]+|\s+(?!\S)|\s+"""
+)
 
 CHAT_TEMPLATE = (
     "{%- for message in messages -%}"
@@ -77,11 +82,17 @@ def tiny_key(shapes: TinyModelConfig) -> str:
 
 def build_tokenizer(vocab_size: int):
     """A byte-level BPE ``PreTrainedTokenizerFast`` with the chat template, eos and pad set."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
+    from tokenizers import AddedToken, Regex, Tokenizer, decoders, models, normalizers, pre_tokenizers, trainers
     from transformers import PreTrainedTokenizerFast
 
+    # The same normaliser and pre-tokeniser as transformers' Qwen2Tokenizer, which AutoTokenizer
+    # picks for a qwen2 checkpoint: the saved tokenizer then encodes identically however it is loaded.
     tok = Tokenizer(models.BPE())
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.normalizer = normalizers.NFC()
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Split(Regex(QWEN2_PRETOKENIZE_REGEX), behavior="isolated", invert=False),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False),
+    ])
     tok.decoder = decoders.ByteLevel()
     trainer = trainers.BpeTrainer(
         vocab_size=vocab_size,
@@ -90,10 +101,10 @@ def build_tokenizer(vocab_size: int):
         show_progress=False,
     )
     tok.train_from_iterator(_corpus(), trainer=trainer)
-    fast = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token=None, eos_token=EOS, pad_token=PAD,
-        additional_special_tokens=["<think>", "</think>"],
-    )
+    # Like R1-distill: <think> and </think> are single tokens but not special, so decoding with
+    # skip_special_tokens=True (as TRL does) keeps them in the completion text.
+    tok.add_tokens([AddedToken(t, special=False, normalized=False) for t in THINK_TOKENS])
+    fast = PreTrainedTokenizerFast(tokenizer_object=tok, bos_token=None, eos_token=EOS, pad_token=PAD)
     fast.chat_template = CHAT_TEMPLATE
     fast.padding_side = "left"
     return fast

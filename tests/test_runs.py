@@ -1,0 +1,40 @@
+import json
+
+from egrc_lite.config import EgrcConfig
+from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, write_config, write_manifest
+
+
+def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
+    path = tmp_path / "s.json"
+    atomic_write_json(path, {"a": 1})
+    atomic_write_json(path, {"a": 2})
+    assert json.loads(path.read_text()) == {"a": 2}
+    assert [p.name for p in tmp_path.iterdir()] == ["s.json"]
+
+
+def test_jsonl_log_appends_ignores_torn_line_and_truncates(tmp_path):
+    log = JsonlLog(tmp_path / "m.jsonl")
+    for step in range(1, 5):
+        log.append({"step": step})
+    with log.path.open("a") as fh:
+        fh.write('{"step": 5')  # a crash mid-write
+    assert [r["step"] for r in log.rows()] == [1, 2, 3, 4]
+    dropped = log.truncate(lambda r: r["step"] <= 2)
+    assert dropped == 2 and [r["step"] for r in log.rows()] == [1, 2]
+    log.append({"step": 3})
+    assert [r["step"] for r in log.rows()] == [1, 2, 3]
+
+
+def test_run_dir_config_and_manifest(tmp_path):
+    run = RunDir(tmp_path / "run").create()
+    cfg = EgrcConfig()
+    write_config(run, cfg)
+    manifest = write_manifest(run, cfg, data_hash="abc", model_source="builtin:tiny")
+    saved = json.loads(run.manifest_path.read_text())
+    assert saved == json.loads(json.dumps(manifest, default=str))
+    assert saved["packages"]["torch"].startswith("2.") and saved["data_hash"] == "abc"
+    assert "trl" in saved["packages"] and saved["seed"] == 0
+    assert run.config_path.read_text().startswith("description:")
+    assert not run.is_finished()
+    run.write_state({"finished": True})
+    assert run.is_finished()
