@@ -1,0 +1,46 @@
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+from typer.testing import CliRunner
+
+from egrc_lite.cli import app
+
+REPO = Path(__file__).resolve().parents[1]
+runner = CliRunner()
+
+
+def test_help_explains_every_command():
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in ("compress", "train", "presets"):
+        assert command in result.output
+    for command in (["compress"], ["train"], ["presets", "show"]):
+        sub = runner.invoke(app, [*command, "--help"])
+        assert sub.exit_code == 0 and "--" in sub.output
+
+
+def test_presets_list_and_show_resolved_config():
+    listed = runner.invoke(app, ["presets", "list"])
+    assert listed.exit_code == 0 and "smoke" in listed.output and "r1-1.5b" in listed.output
+    shown = runner.invoke(app, ["presets", "show", "smoke", "--set", "train.seed=11"])
+    assert shown.exit_code == 0
+    body = yaml.safe_load("\n".join(l for l in shown.output.splitlines() if not l.startswith("#")))
+    assert body["train"]["seed"] == 11 and body["model"]["name_or_path"] == "builtin:tiny"
+    assert body["schedule"]["stages"][0]["temperature"] == 0.6  # resolved, not raw
+
+
+def test_user_mistakes_are_one_line_errors_without_traceback():
+    cases = [
+        ["presets", "show", "nope"],
+        ["presets", "show", "smoke", "--set", "train.lr=1"],
+        ["train", "--stage", "shrink", "--preset", "smoke"],
+        ["compress", "--preset", "smoke", "--set", "data.source=/no/such.jsonl", "--out", "/tmp/egrc-never"],
+    ]
+    for args in cases:
+        proc = subprocess.run([sys.executable, str(REPO / "cli.py"), *args], capture_output=True, text=True,
+                              cwd=REPO)
+        assert proc.returncode == 2, (args, proc.stderr)
+        assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:"), proc.stderr
+        assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr  # one logical line, maybe wrapped

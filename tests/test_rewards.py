@@ -1,0 +1,278 @@
+"""Rewards: shaping formulas, clipping, format, length penalty, TRL callables (CPU, no model)."""
+
+from __future__ import annotations
+
+import math
+import pickle
+import subprocess
+import sys
+import types
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import egrc_lite
+from egrc_lite import rewards as R
+from egrc_lite.config import RewardConfig, StageConfig
+
+KINDS = ["exponential", "linear", "cosine"]
+
+clips = st.integers(min_value=1, max_value=100_000)
+rs = st.floats(min_value=1e-6, max_value=1 - 1e-6)
+
+
+# ---------------------------------------------------------------------------- shaping properties
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(KINDS), clip=clips, r=rs)
+def test_shape_endpoints(kind, clip, r):
+    assert R.shape_length(kind, 0, clip, r) == pytest.approx(1.0, abs=1e-12)
+    assert R.shape_length(kind, clip, clip, r) == pytest.approx(r, abs=1e-12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(kind=st.sampled_from(KINDS), clip=clips, r=rs, data=st.data())
+def test_shape_monotone_and_bounded(kind, clip, r, data):
+    a = data.draw(st.integers(min_value=0, max_value=clip))
+    b = data.draw(st.integers(min_value=a, max_value=clip))
+    fa, fb = R.shape_length(kind, a, clip, r), R.shape_length(kind, b, clip, r)
+    assert r <= fb <= fa <= 1.0
+
+
+@settings(max_examples=50, deadline=None)
+@given(kind=st.sampled_from(KINDS), clip=clips, r=rs, extra=st.integers(min_value=1, max_value=10**6))
+def test_shape_beyond_clip_stays_at_r(kind, clip, r, extra):
+    assert R.shape_length(kind, clip + extra, clip, r) == pytest.approx(r, abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "kind, expected",
+    [
+        ("exponential", math.exp(-math.log(2) * 1000 / 4096)),  # lambda = ln(2)/4096
+        ("linear", 1 - 0.5 * 1000 / 4096),
+        ("cosine", 0.5 + 0.5 * (1 + math.cos(math.pi * 1000 / 4096)) / 2),
+    ],
+)
+def test_shape_exact_values(kind, expected):
+    assert R.shape_length(kind, 1000, 4096, 0.5) == pytest.approx(expected, rel=1e-12)
+
+
+def test_shapes_differ_in_the_middle():
+    # exponential is convex, cosine concave: at L/2 exp = sqrt(r) < linear = (1+r)/2 = cosine.
+    mid = [R.shape_length(k, 2048, 4096, 0.25) for k in KINDS]
+    assert mid[0] == pytest.approx(0.5)
+    assert mid[1] == pytest.approx(0.625) == mid[2]
+    assert R.shape_length("cosine", 1024, 4096, 0.25) > R.shape_length("linear", 1024, 4096, 0.25)
+
+
+def test_shape_validation():
+    with pytest.raises(ValueError, match="valid shapes: cosine, exponential, linear"):
+        R.shape_length("square", 1, 10, 0.5)
+    for bad_r in (0.0, 1.0, -0.1, 1.5):
+        with pytest.raises(ValueError, match="r "):
+            R.shape_length("linear", 1, 10, bad_r)
+    with pytest.raises(ValueError, match="clip"):
+        R.shape_length("linear", 1, 0, 0.5)
+    with pytest.raises(ValueError, match="length"):
+        R.shape_length("linear", -1, 10, 0.5)
+
+
+def test_compression_reward():
+    kw = dict(kind="exponential", clip=100, r=0.5)
+    assert R.compression_reward(True, 50, False, **kw) == pytest.approx(math.sqrt(0.5))
+    assert R.compression_reward(True, 50, True, **kw) == 0.0
+    assert R.compression_reward(False, 50, False, **kw) == 0.0
+    assert R.is_clipped(99, 100) is False and R.is_clipped(100, 100) is True
+
+
+# ---------------------------------------------------------------------------- format / length
+
+
+@pytest.mark.parametrize(
+    "text, ok",
+    [
+        ("<think>a\n\nb</think>\nSo \\boxed{42}.", True),
+        ("reasoning without open tag</think> \\boxed{\\frac{1}{2}}", True),
+        ("</think>\\boxed{x^{2}}", True),
+        ("no think close \\boxed{1}", False),
+        ("<think>a</think>no box", False),
+        ("a</think>\\boxed{1} and \\boxed{2}", False),
+        ("a</think>\\boxed{}", False),
+        ("a</think>\\boxed{ unbalanced", False),
+        ("a</think>b</think>\\boxed{1}", False),
+        ("a</think>\\boxed{1}<think>again", False),
+        ("<think><think>a</think>\\boxed{1}", False),
+        ("\\boxed{1} in think</think>\\boxed{1}", True),  # only the answer part is checked
+    ],
+)
+def test_format_ok(text, ok):
+    assert R.format_ok(text) is ok
+
+
+def test_length_penalty():
+    assert R.length_penalty(4096, 4096) == 0.0
+    assert R.length_penalty(100, 4096) == 0.0
+    assert R.length_penalty(6096, 4096) == pytest.approx(-0.5)
+    assert R.length_penalty(4596, 4096) == pytest.approx(-0.125)
+    assert R.length_penalty(4596, 4096, mode="step") == pytest.approx(-0.25)
+    assert R.length_penalty(6097, 4096, mode="step") == pytest.approx(-0.75)
+    assert R.length_penalty(4196, 4096, per_unit=1.0, unit=100) == pytest.approx(-1.0)
+    with pytest.raises(ValueError, match="continuous, step"):
+        R.length_penalty(5000, 4096, mode="linear")
+
+
+@settings(max_examples=100, deadline=None)
+@given(n=st.integers(0, 50_000), clip=st.integers(1, 20_000), mode=st.sampled_from(["continuous", "step"]))
+def test_length_penalty_non_positive_and_non_increasing(n, clip, mode):
+    assert R.length_penalty(n, clip, mode=mode) <= 0.0
+    assert R.length_penalty(n + 1, clip, mode=mode) <= R.length_penalty(n, clip, mode=mode)
+
+
+def test_exploration_reward_parts():
+    parts = R.exploration_reward("x</think>\\boxed{3}", True, 4596, clip=4096)
+    assert (parts.format, parts.answer, parts.length) == (0.1, 1.0, pytest.approx(-0.125))
+    assert parts.total == pytest.approx(0.975)
+    bad = R.exploration_reward("x", False, 10, clip=4096, format_reward=0.5)
+    assert (bad.format, bad.answer, bad.length, bad.total) == (0.0, 0.0, 0.0, 0.0)
+
+
+# ---------------------------------------------------------------------------- TRL callables
+
+
+def _fake_grade_many(pairs, *, answer_rule="boxed"):
+    """Stand-in grader: correct when the response holds ``\\boxed{gold}`` (or ends with gold)."""
+    _fake_grade_many.calls.append((list(pairs), answer_rule))
+    if answer_rule == "last_number":
+        return [resp.rstrip(". ").endswith(gold) for resp, gold in pairs]
+    return [f"\\boxed{{{gold}}}" in resp for resp, gold in pairs]
+
+
+_fake_grade_many.calls = []
+
+
+@pytest.fixture
+def fake_grading(monkeypatch):
+    """Route rewards' grading through ``_fake_grade_many`` (works whether grading.py exists or not)."""
+    try:
+        import egrc_lite.grading as module
+    except ImportError:
+        module = types.ModuleType("egrc_lite.grading")
+        monkeypatch.setitem(sys.modules, "egrc_lite.grading", module)
+        monkeypatch.setattr(egrc_lite, "grading", module, raising=False)
+    monkeypatch.setattr(module, "grade_many", _fake_grade_many, raising=False)
+    _fake_grade_many.calls.clear()
+    return _fake_grade_many
+
+
+def _trl_kwargs(golds, logged=None):
+    """The keyword arguments GRPOTrainer._calculate_rewards passes besides the completions."""
+    logged = {} if logged is None else logged
+    return {
+        "answer": golds,
+        "problem": ["p"] * len(golds),
+        "trainer_state": None,
+        "log_extra": lambda column, values: None,
+        "log_metric": lambda name, value: logged.__setitem__(name, value),
+    }
+
+
+def test_compression_reward_callable(fake_grading):
+    fn = R.CompressionReward(RewardConfig(shape="linear", r=0.5), length_clip=10)
+    completions = ["a</think>\\boxed{4}", "a</think>\\boxed{5}", "long</think>\\boxed{4}", "b</think>\\boxed{4}"]
+    ids = [[0] * 5, [0] * 5, [0] * 10, [0] * 0]
+    logged = {}
+    out = fn(prompts=["q"] * 4, completions=completions, completion_ids=ids, **_trl_kwargs(["4"] * 4, logged))
+    # correct len 5 -> 1 - 0.5*5/10; wrong -> 0; clipped (len == L) although correct -> 0; len 0 -> 1
+    assert out == [pytest.approx(0.75), 0.0, 0.0, 1.0]
+    assert fn.__name__ == "compression"
+    assert logged == {"compress/clip_rate": 0.25, "compress/accuracy": 0.75}
+    (pairs, rule), = fake_grading.calls  # one batched grading call
+    assert rule == "boxed" and pairs[1] == ("a</think>\\boxed{5}", "4")
+
+
+def test_callables_accept_conversational_completions(fake_grading):
+    conv = [[{"role": "assistant", "content": "r</think>\\boxed{7}"}], [{"role": "assistant", "content": "r"}]]
+    ids = [[1, 2], [1, 2]]
+    kw = _trl_kwargs(["7", "7"])
+    comp = R.CompressionReward(RewardConfig(), 100)
+    shaped = R.shape_length("exponential", 2, 100, 0.5)
+    assert comp(prompts=[[]] * 2, completions=conv, completion_ids=ids, **kw) == [pytest.approx(shaped), 0.0]
+    assert R.FormatReward(RewardConfig())(prompts=None, completions=conv, completion_ids=ids, **kw) == [0.1, 0.0]
+    assert R.AnswerReward(RewardConfig())(prompts=None, completions=conv, completion_ids=ids, **kw) == [1.0, 0.0]
+
+
+def test_answer_rule_and_int_golds_are_passed_to_grader(fake_grading):
+    fn = R.AnswerReward(RewardConfig(answer_rule="last_number"))
+    out = fn(prompts=["q"], completions=["so it is 12."], completion_ids=[[1]], **_trl_kwargs([12]))
+    assert out == [1.0]
+    assert fake_grading.calls[-1] == ([("so it is 12.", "12")], "last_number")
+
+
+def test_exploration_callables_sum_to_exploration_reward(fake_grading):
+    cfg = RewardConfig(format_reward=0.2, length_penalty=0.5, length_penalty_unit=10, length_penalty_mode="step")
+    funcs = R.build_reward_funcs("explore", cfg, StageConfig(mode="explore", steps=1, length_clip=20))
+    assert [f.__name__ for f in funcs] == ["format", "answer", "length"]
+    texts = ["t</think>\\boxed{1}", "t</think>\\boxed{2}", "no format 1"]
+    ids = [[0] * 15, [0] * 21, [0] * 45]
+    kw = _trl_kwargs(["1", "1", "1"])
+    per_func = [f(prompts=["q"] * 3, completions=texts, completion_ids=ids, **kw) for f in funcs]
+    assert per_func == [[0.2, 0.2, 0.0], [1.0, 0.0, 0.0], [0.0, -0.5, -1.5]]
+    totals = [sum(col) for col in zip(*per_func)]
+    expected = [
+        R.exploration_reward(t, ok, len(i), clip=20, format_reward=0.2, per_unit=0.5, unit=10, mode="step").total
+        for t, ok, i in zip(texts, [True, False, False], ids)
+    ]
+    assert totals == pytest.approx(expected)
+
+
+def test_callables_pickle_round_trip(fake_grading):
+    cfg = RewardConfig(shape="cosine", r=0.25)
+    funcs = [R.CompressionReward(cfg, 8), R.FormatReward(cfg), R.AnswerReward(cfg), R.LengthPenaltyReward(cfg, 8)]
+    kw = _trl_kwargs(["3", "3"])
+    args = dict(prompts=["q", "q"], completions=["x</think>\\boxed{3}", "y"], completion_ids=[[1] * 4, [1] * 12])
+    for fn in funcs:
+        clone = pickle.loads(pickle.dumps(fn))
+        assert type(clone) is type(fn) and clone.__name__ == fn.__name__
+        assert clone(**args, **kw) == fn(**args, **kw)
+    assert funcs[0](**args, **kw) == [pytest.approx(0.25 + 0.75 * (1 + math.cos(math.pi / 2)) / 2), 0.0]
+
+
+def test_missing_inputs_raise_helpful_errors(fake_grading):
+    fn = R.CompressionReward(RewardConfig(), 8)
+    with pytest.raises(ValueError, match="completion_ids"):
+        fn(prompts=["q"], completions=["a"], completion_ids=None, answer=["1"])
+    with pytest.raises(ValueError, match="column 'answer'.*columns passed: solution"):
+        fn(prompts=["q"], completions=["a"], completion_ids=[[1]], solution=["1"], trainer_state=None)
+    custom = R.AnswerReward(RewardConfig(), answer_key="solution")
+    assert custom(prompts=["q"], completions=["\\boxed{1}"], completion_ids=[[1]], solution=["1"]) == [1.0]
+
+
+def test_build_reward_funcs_modes():
+    cfg = RewardConfig()
+    stage = StageConfig(mode="compress", steps=1, length_clip=64)
+    (comp,) = R.build_reward_funcs("compress", cfg, stage)
+    assert isinstance(comp, R.CompressionReward) and comp.length_clip == 64
+    (ent,) = R.build_reward_funcs("entangled", cfg, stage)
+    assert isinstance(ent, R.CompressionReward)
+    with pytest.raises(ValueError, match="compress, explore, entangled"):
+        R.build_reward_funcs("grpo", cfg, stage)
+
+
+def test_real_grader_end_to_end():
+    pytest.importorskip("egrc_lite.grading")
+    fn = R.CompressionReward(RewardConfig(shape="exponential", r=0.5), length_clip=100)
+    out = fn(
+        prompts=["q"] * 3,
+        completions=["2+2</think>The answer is \\boxed{4}.", "</think>\\boxed{5}", "no answer"],
+        completion_ids=[[0] * 50, [0] * 50, [0] * 50],
+        answer=["4", "4", "4"],
+    )
+    assert out == [pytest.approx(math.sqrt(0.5)), 0.0, 0.0]
+
+
+def test_import_does_not_pull_torch():
+    code = "import sys, egrc_lite.rewards, egrc_lite.metrics, egrc_lite.schedule; print('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert result.stdout.strip() == "False"
