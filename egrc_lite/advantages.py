@@ -12,7 +12,7 @@ normaliser. A masked-out sample has advantage 0 and must be left out of the toke
 name                   advantage                                                mask
 =====================  ======================================================  ===========
 ``absolute_positive``  ``A = beta * R`` where ``R > 0``, else 0                  ``R > 0``
-``group_relative``     ``A = (R - mean_g) / (std_g + eps)``; 0 if ``std_g<=eps``  all true
+``group_relative``     ``A = (R - mean_g) / (std_g + eps)``; 0 if ``std_g = 0``   all true
 ``entangled``          per group: accuracy >= 50% -> ``absolute_positive``,     mixed
                        else ``group_relative`` on correctness
 =====================  ======================================================  ===========
@@ -29,6 +29,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import torch
+
+ZERO_STD = 1e-6
+"""A group std below this is float noise of equal rewards: the group gets zero advantage."""
 
 STAGE_ADVANTAGE = {"compress": "absolute_positive", "explore": "group_relative", "entangled": "entangled"}
 """The estimator each stage mode uses by default."""
@@ -87,8 +90,9 @@ def group_relative(
 ) -> AdvantageResult:
     """GRPO advantage (method.md s3): ``A = (R - mean_g) / (std_g + eps)`` per group of ``G``.
 
-    ``std_g`` is the sample std (``unbiased=True``, as TRL) or the population std. A group with
-    ``std_g <= eps`` (all rewards equal) gets ``A = 0`` exactly. All samples count (mask true).
+    ``std_g`` is the sample std (``unbiased=True``, as TRL) or the population std; ``eps`` (TRL:
+    1e-4) keeps the division finite. A group whose rewards are all equal (``std_g`` below
+    ``ZERO_STD``, float noise) gets ``A = 0`` exactly. All samples count (mask true).
     ``group_size`` is required; ``correct`` and ``beta`` are unused.
 
     >>> r = group_relative(torch.tensor([1.0, 0.0, 2.0, 2.0]), group_size=2, eps=0.0)
@@ -104,7 +108,7 @@ def group_relative(
         std = grouped.std(dim=1, keepdim=True, unbiased=unbiased)  # [P, 1]
     else:
         std = torch.zeros_like(mean)  # [P, 1]
-    flat = std <= eps  # [P, 1]
+    flat = std < ZERO_STD  # [P, 1]
     scaled = (grouped - mean) / (std + eps)  # [P, G]
     advantages = torch.where(flat, torch.zeros_like(scaled), scaled).reshape(-1)  # [B]
     mask = torch.ones_like(rewards, dtype=torch.bool)  # [B]
