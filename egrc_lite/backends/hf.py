@@ -75,11 +75,11 @@ def ensure_gguf_converted(gguf: Path) -> Path:
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    if importlib.util.find_spec("gguf") is None:
-        raise BackendError("loading a .gguf model needs the 'gguf' package: pip install 'gguf>=0.17'")
     gguf = gguf.expanduser().resolve()
     if not gguf.is_file():
         raise BackendError(f"GGUF file not found: {gguf}")
+    if importlib.util.find_spec("gguf") is None:
+        raise BackendError("loading a .gguf model needs the 'gguf' package: pip install 'gguf>=0.17'")
     stem = gguf.name[: -len(".gguf")].replace(" ", "_")
     target = cache_root() / "models" / f"{stem}-{_file_key(gguf)}"
     if (target / "config.json").is_file():
