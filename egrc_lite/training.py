@@ -108,6 +108,8 @@ class EgrcTrainerMixin:
         self._egrc_rewards_per_func: torch.Tensor | None = None
         self._egrc_stats: dict[str, float] = {}
         self._egrc_entropy = [0.0, 0.0]  # sum, count over sampled completion tokens (all processes)
+        self.egrc_connectors: Any = None  # an analysis.ConnectorMatcher: connector metrics per step
+        self._egrc_conn = [0.0, 0.0, 0.0, 0.0]  # n, sum H at connectors; n, sum H at other tokens
         self._egrc_skip_update = False
         super().__init__(*args, **kwargs)
         self.add_callback(_make_skip_callback(self))
@@ -163,9 +165,14 @@ class EgrcTrainerMixin:
         if entropies is not None and torch.is_grad_enabled() and self.model.training:
             mask = attention_mask[:, -logits_to_keep:].to(entropies.dtype)  # [B, T] sampled tokens
             total = torch.stack([(entropies.detach() * mask).sum(), mask.sum()])  # [2]
-            total = self.accelerator.reduce(total, reduction="sum")
-            self._egrc_entropy[0] += float(total[0])
-            self._egrc_entropy[1] += float(total[1])
+            if self.egrc_connectors is not None:
+                ids = input_ids[:, -logits_to_keep:]  # [B, T]
+                total = torch.cat([total, self.egrc_connectors.sums(ids, entropies, mask)])  # [6]
+            total = self.accelerator.reduce(total, reduction="sum").tolist()
+            self._egrc_entropy[0] += total[0]
+            self._egrc_entropy[1] += total[1]
+            for i, value in enumerate(total[2:]):
+                self._egrc_conn[i] += value
         return result
 
     # ------------------------------------------------------------------ metrics
@@ -201,7 +208,9 @@ class EgrcTrainerMixin:
         stats = dict(self._egrc_stats)
         total, count = self._egrc_entropy
         stats["entropy/mean"] = total / count if count > 0 else float("nan")
-        self._egrc_stats, self._egrc_entropy = {}, [0.0, 0.0]
+        if self.egrc_connectors is not None and count > 0:
+            stats.update(self.egrc_connectors.stats_from_sums(self._egrc_conn, prefix=""))
+        self._egrc_stats, self._egrc_entropy, self._egrc_conn = {}, [0.0, 0.0], [0.0, 0.0, 0.0, 0.0]
         return stats
 
     def _capture_samples(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor,
@@ -340,6 +349,10 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
                   callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta)
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    if cfg.analysis.track_entropy:
+        from egrc_lite.analysis import get_connector_matcher
+
+        trainer.egrc_connectors = get_connector_matcher(tokenizer, cfg.analysis.connectors)
     return trainer
 
 
