@@ -157,7 +157,20 @@ def _default_stages() -> list[StageConfig]:
 
 class ScheduleConfig(_Strict):
     stages: list[StageConfig] = Field(default_factory=_default_stages, min_length=1)
+    order: list[str] | None = Field(
+        None, description="run the stages in this order, by name (e.g. [explore, compress] for the ablation)")
     auto_switch: AutoSwitchConfig = Field(default_factory=AutoSwitchConfig)
+
+    @model_validator(mode="after")
+    def _apply_order(self) -> ScheduleConfig:
+        if self.order is None:
+            return self
+        names = [s.name for s in self.stages]
+        if sorted(self.order) != sorted(names) or len(set(names)) != len(names):
+            raise ValueError(f"schedule.order {self.order} must list each stage name once (stages: {names})")
+        by_name = {s.name: s for s in self.stages}
+        object.__setattr__(self, "stages", [by_name[n] for n in self.order])
+        return self
 
 
 class TrainConfig(_Strict):

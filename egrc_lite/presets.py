@@ -1,9 +1,13 @@
 """Find, list and load YAML presets; deep-merge them; apply ``--set`` overrides.
 
 A preset is a YAML mapping of config values, optionally with ``extends: OTHER`` (a name or
-a path) whose values it overrides. Its leading ``#`` comment block is its header (hardware,
-expected time, purpose). Precedence, lowest first: config defaults < the ``extends`` chain
-< the preset < ``--set`` overrides in order < explicit command-line flags.
+a path) whose values it overrides, and ``set:``, a list of ``dotted.key=value`` overrides applied
+after its values (so an overlay can change one stage of whatever base it lands on:
+``schedule.stages.compress.length_clip=2048`` addresses a stage by name or mode). Its leading
+``#`` comment block is its header (hardware, expected time, purpose). Presets compose left to
+right (``--preset r1-1.5b --preset ablations/lc2048``). Precedence, lowest first: config defaults
+< each preset's ``extends`` chain < the preset < later presets < ``--set`` overrides in order <
+explicit command-line flags.
 
 >>> merged = deep_merge({"a": {"b": 1, "c": 2}}, {"a": {"c": 3}})
 >>> merged
@@ -81,8 +85,17 @@ def find_preset(name_or_path: str) -> Path:
     raise ConfigError(f"unknown preset '{name_or_path}'; valid presets: {names} (or give a path to a .yaml file)")
 
 
-def load_preset(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The preset as a dict with its ``extends`` chain merged in (base first)."""
+@dataclass(frozen=True)
+class Layer:
+    """One preset file: its values and its ``set:`` overrides (dotted ``key=value`` strings)."""
+
+    path: Path
+    values: dict[str, Any]
+    sets: tuple[str, ...]
+
+
+def preset_layers(name_or_path: str, _seen: tuple[str, ...] = ()) -> list[Layer]:
+    """The files of a preset's ``extends`` chain, base first."""
     path = find_preset(name_or_path)
     key = str(path.resolve())
     if key in _seen:
@@ -96,13 +109,34 @@ def load_preset(name_or_path: str, _seen: tuple[str, ...] = ()) -> dict[str, Any
     if not isinstance(data, dict):
         raise ConfigError(f"preset {path} must be a YAML mapping of config keys")
     parent = data.pop("extends", None)
+    sets = data.pop("set", None) or []
+    if not isinstance(sets, list) or not all(isinstance(x, str) for x in sets):
+        raise ConfigError(f"preset {path}: 'set' must be a list of 'dotted.key=value' strings")
+    layer = Layer(path, data, tuple(sets))
     if parent is None:
-        return data
+        return [layer]
     if not isinstance(parent, str):
         raise ConfigError(f"preset {path}: 'extends' must be a preset name or path")
     if not Path(parent).is_absolute() and (path.parent / parent).suffix in (".yaml", ".yml"):
         parent = str(path.parent / parent)
-    return deep_merge(load_preset(parent, _seen + (key,)), data)
+    return preset_layers(parent, _seen + (key,)) + [layer]
+
+
+def apply_layers(data: dict[str, Any], layers: list[Layer]) -> dict[str, Any]:
+    """``data`` with each layer merged in turn, each followed by its ``set:`` overrides."""
+    for layer in layers:
+        data = deep_merge(data, layer.values)
+        for text in layer.sets:
+            try:
+                data = apply_override(data, text)
+            except ConfigError as err:
+                raise ConfigError(f"preset {layer.path}: {err}") from None
+    return data
+
+
+def load_preset(name_or_path: str) -> dict[str, Any]:
+    """The preset's own values with its ``extends`` chain merged in (without config defaults)."""
+    return apply_layers({}, preset_layers(name_or_path))
 
 
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
@@ -152,9 +186,19 @@ def set_path(data: dict[str, Any], parts: list[str], value: Any) -> dict[str, An
 
 
 def _index(node: list[Any], part: str, path: str) -> int:
-    if not part.lstrip("-").isdigit() or not -len(node) <= int(part) < len(node):
+    """A list position from an index (``0``, ``-1``) or an item's ``name`` / ``mode`` (``compress``)."""
+    if part.lstrip("-").isdigit():
+        if -len(node) <= int(part) < len(node):
+            return int(part)
         raise ConfigError(f"override '{path}': '{part}' is not an index of a list of {len(node)} items")
-    return int(part)
+    named = [i for i, item in enumerate(node) if isinstance(item, dict)
+             and (item.get("name") == part or (not item.get("name") and item.get("mode") == part))]
+    if len(named) == 1:
+        return named[0]
+    labels = [str(item.get("name") or item.get("mode")) for item in node if isinstance(item, dict)]
+    what = "matches several items" if named else "names no item"
+    raise ConfigError(f"override '{path}': '{part}' {what} of the list (items: {', '.join(labels) or 'none'}; "
+                      "use an index or a unique stage name)")
 
 
 def _child(node: Any, part: str, path: str) -> Any:
@@ -167,11 +211,16 @@ def _child(node: Any, part: str, path: str) -> Any:
     return node[part]
 
 
-def resolve(preset: str | None = DEFAULT_PRESET, overrides: list[str] | None = None,
+def resolve(preset: str | list[str] | None = DEFAULT_PRESET, overrides: list[str] | None = None,
             flags: dict[str, Any] | None = None) -> EgrcConfig:
-    """The validated config from a preset, ``--set`` overrides and explicit flags (dotted keys)."""
-    base = _base_dict()
-    data = deep_merge(base, load_preset(preset)) if preset else base
+    """The validated config from presets, ``--set`` overrides and explicit flags (dotted keys).
+
+    Several presets compose left to right: ``["r1-1.5b", "ablations/lc2048"]`` applies the
+    ablation overlay on top of the 1.5B setting.
+    """
+    data = _base_dict()
+    for name in [preset] if isinstance(preset, str) else list(preset or []):
+        data = apply_layers(data, preset_layers(name))
     for text in overrides or []:
         data = apply_override(data, text)
     for key, value in (flags or {}).items():
