@@ -44,3 +44,24 @@ def test_user_mistakes_are_one_line_errors_without_traceback():
         assert proc.returncode == 2, (args, proc.stderr)
         assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:"), proc.stderr
         assert len(proc.stderr.strip().splitlines()) <= 3, proc.stderr  # one logical line, maybe wrapped
+
+
+def test_every_command_is_registered():
+    result = runner.invoke(app, ["--help"])
+    for command in ("compress", "train", "eval", "report", "merge", "analyze", "presets"):
+        assert command in result.output, command
+
+
+def test_presets_compose_on_the_command_line(tmp_path):
+    out = tmp_path / "run"
+    proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "compress", "--preset", "smoke", "--preset",
+                           "ablations/shape-linear", "--set", "schedule.stages.compress.steps=1",
+                           "--set", "schedule.stages.explore.steps=0", "--out", str(out)],
+                          capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    saved = yaml.safe_load((out / "config.yaml").read_text())
+    assert saved["reward"]["shape"] == "linear" and saved["model"]["name_or_path"] == "builtin:tiny"
+    assert "FutureWarning" not in proc.stderr and "Traceback" not in proc.stderr
+    again = subprocess.run([sys.executable, str(REPO / "cli.py"), "compress", "--preset", "smoke", "--out", str(out)],
+                           capture_output=True, text=True, cwd=REPO, timeout=600)
+    assert again.returncode == 2 and "--resume" in again.stderr
