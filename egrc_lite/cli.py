@@ -50,7 +50,9 @@ def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
         except USER_ERRORS as err:
             from egrc_lite.ui import err_console
 
-            err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+            from rich.markup import escape
+
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
             raise typer.Exit(2) from None
         except KeyboardInterrupt:
             from egrc_lite.ui import err_console
@@ -368,7 +370,8 @@ def eval_command(
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of benchmark JSONL files (format "
                         "of shared/data); default $EGRC_DATA_DIR, else ../shared/data beside the checkout, else "
                         "the Hugging Face hub.")] = None,
-    backend: Annotated[str, typer.Option("--backend", help="Generation backend: hf (transformers; CPU or GPU).")] = "hf",
+    backend: Annotated[str, typer.Option("--backend", help="Generation backend: hf (transformers; "
+                         "CPU or GPU) or vllm (GPU, gpu extra; adapters as LoRA requests).")] = "hf",
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = 8,
     base: Annotated[Optional[Path], typer.Option("--base", help="The base model's eval or run directory: adds "
                     "l_acc per benchmark.")] = None,

@@ -228,14 +228,16 @@ def _load_backend(cfg: EgrcConfig) -> tuple[str, Any, type, Any]:
 
         load_policy = ub.load_policy
         overrides = getattr(ub, "grpo_config_overrides", None) or (lambda cfg, stage: {})
+        make_class = getattr(ub, "make_trainer_class", None)
     else:
         from egrc_lite.backends.hf import load_policy
 
         def overrides(cfg: EgrcConfig, stage: Any) -> dict[str, Any]:
             return {}
+        make_class = None
     from egrc_lite.training import make_trainer_class
 
-    return backend, load_policy, make_trainer_class(), overrides
+    return backend, load_policy, (make_class or make_trainer_class)(), overrides
 
 
 def _stage_summary(rows: list[dict[str, Any]], finished: list[dict[str, Any]]) -> list[dict[str, Any]]:

@@ -35,6 +35,7 @@ normaliser use global counts. On a machine without CUDA the config sets ``use_cp
 from __future__ import annotations
 
 import logging
+import os
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -366,6 +367,8 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     from egrc_lite.backends import resolve_backend
 
     if resolve_backend(cfg.backend)[0] == "unsloth":  # pragma: no cover - GPU only
+        if cfg.unsloth.vllm_standby:
+            os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")  # unsloth reads it at import
         import egrc_lite.backends.unsloth  # noqa: F401
     from egrc_lite.stage_runner import run_schedule as _run
 

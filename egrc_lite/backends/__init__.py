@@ -3,6 +3,10 @@
 Choosing one imports nothing heavy: availability is checked with ``importlib.util.find_spec``
 (unsloth must never be imported by accident, since it patches TRL and transformers at import).
 
+CPU check of the unsloth code path: with ``EGRC_ALLOW_UNSLOTH_CPU=1`` (and unsloth installed)
+``resolve_backend("unsloth")`` accepts a machine without a GPU; unsloth then falls back to stock
+transformers/PEFT/TRL and vLLM stays off. Only ``benchmarks/gpu_path_cpu_check.sh`` uses it.
+
 >>> resolve_backend("hf")
 ('hf', 'asked for hf')
 """
@@ -10,11 +14,13 @@ Choosing one imports nothing heavy: availability is checked with ``importlib.uti
 from __future__ import annotations
 
 import importlib.util
+import os
 
 from egrc_lite.errors import EgrcError
 
 BACKENDS = ("auto", "hf", "unsloth")
-GPU_EXTRA = "pip install -e '.[gpu]'"
+GPU_EXTRA = "pip install -e '.[gpu]' -c constraints/gpu.txt"
+CPU_CHECK_ENV = "EGRC_ALLOW_UNSLOTH_CPU"
 
 
 class BackendError(EgrcError):
@@ -46,6 +52,10 @@ def resolve_backend(name: str) -> tuple[str, str]:
     missing = _missing_gpu_packages()
     cuda = _cuda_available()
     if name == "unsloth":
+        if not cuda and os.environ.get(CPU_CHECK_ENV) == "1":
+            if "unsloth" in missing:
+                raise BackendError(f"backend 'unsloth' needs unsloth: {GPU_EXTRA}")
+            return "unsloth", f"asked for unsloth; no GPU, {CPU_CHECK_ENV}=1: unsloth's CPU fallback, no vLLM"
         if missing:
             raise BackendError(f"backend 'unsloth' needs {' and '.join(missing)}: {GPU_EXTRA}")
         if not cuda:

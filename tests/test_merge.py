@@ -1,0 +1,164 @@
+"""egrc-lite merge: a LoRA adapter merged into builtin:tiny, reloaded by plain transformers, checked on logits."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from typer.testing import CliRunner
+
+from egrc_lite.cli import app
+from egrc_lite.config import validate_config
+from egrc_lite.errors import EgrcError
+from egrc_lite.merge import MERGE_RECORD, MergeError, merge_adapter
+
+runner = CliRunner()
+TINY = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "num_key_value_heads": 1,
+        "intermediate_size": 64}
+PROBE = [5, 17, 99, 3, 250, 42, 7, 7, 120]
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    """A run directory as training leaves it: config.yaml + adapter/ (LoRA on builtin:tiny, random non-zero B)."""
+    import os
+
+    root = tmp_path_factory.mktemp("merge")
+    old = os.environ.get("EGRC_CACHE")
+    os.environ["EGRC_CACHE"] = str(root / "cache")
+    from egrc_lite.backends.hf import load_policy
+
+    model_section = {"name_or_path": "builtin:tiny", "dtype": "float32", "tiny": TINY}
+    cfg = validate_config({"model": model_section, "lora": {"r": 4, "alpha": 8}})
+    model, tokenizer, _ = load_policy(cfg)
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, param in model.named_parameters():
+            if "lora_B" in name:
+                param.copy_(torch.randn(param.shape, generator=gen) * 0.3)
+    run = root / "run"
+    model.save_pretrained(str(run / "adapter"))
+    tokenizer.save_pretrained(str(run / "adapter"))
+    (run / "config.yaml").write_text(yaml.safe_dump({"model": model_section}))
+    yield run
+    if old is None:
+        os.environ.pop("EGRC_CACHE", None)
+    else:
+        os.environ["EGRC_CACHE"] = old
+
+
+def _reference_logits(run: Path) -> torch.Tensor:
+    """Base + adapter (unmerged PEFT) logits on PROBE, fp32."""
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    base = json.loads((run / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(base, dtype=torch.float32),
+                                      str(run / "adapter")).eval()
+    with torch.no_grad():
+        return model(input_ids=torch.tensor([PROBE])).logits[0]
+
+
+@pytest.mark.slow
+def test_merged_model_loads_without_egrc_and_matches_base_plus_adapter(run_dir, tmp_path):
+    out = tmp_path / "merged"
+    result = merge_adapter(run_dir / "adapter", out, dtype="fp32")
+    assert result.passed and 0 <= result.max_abs_diff <= result.tolerance == pytest.approx(1e-4 * max(1, result.logit_scale))
+    assert result.adapter_effect > 100 * result.max_abs_diff  # the adapter matters, the merge error does not
+    assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
+    assert json.loads((out / MERGE_RECORD).read_text())["max_abs_diff"] == result.max_abs_diff
+    # A fresh interpreter in which egrc_lite cannot be imported: plain transformers loads model and tokenizer.
+    code = (
+        "import sys, json, torch; sys.modules['egrc_lite'] = None\n"
+        "from transformers import AutoModelForCausalLM, AutoTokenizer\n"
+        f"m = AutoModelForCausalLM.from_pretrained({str(out)!r}).eval()\n"
+        f"t = AutoTokenizer.from_pretrained({str(out)!r})\n"
+        "text = t.apply_chat_template([{'role': 'user', 'content': '1+1?'}], add_generation_prompt=True, tokenize=False)\n"
+        f"print(json.dumps({{'logits': m(input_ids=torch.tensor([{PROBE}])).logits[0].tolist(), 'text': text, "
+        "'peft': hasattr(m, 'peft_config')}))\n"
+    )
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    loaded = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert not loaded["peft"] and loaded["text"].endswith("<|im_start|>assistant\n<think>\n")
+    diff = (torch.tensor(loaded["logits"]) - _reference_logits(run_dir)).abs().max().item()
+    assert diff < 1e-4
+
+
+def test_bf16_merge_saves_bf16_and_stays_within_its_tolerance(run_dir, tmp_path):
+    result = merge_adapter(run_dir / "adapter", tmp_path / "bf16", dtype="bf16")
+    config = json.loads((tmp_path / "bf16" / "config.json").read_text())
+    assert config.get("dtype", config.get("torch_dtype")) == "bfloat16"
+    assert result.max_abs_diff > 0 and result.passed
+
+
+def test_check_failure_is_one_line_and_writes_nothing(run_dir, tmp_path):
+    out = tmp_path / "strict"
+    with pytest.raises(MergeError) as info:
+        merge_adapter(run_dir / "adapter", out, dtype="bf16", tolerance=0.0)
+    assert "merge check failed" in str(info.value) and "\n" not in str(info.value)
+    assert not out.exists() and not list(tmp_path.glob(".strict*"))
+
+
+def test_base_comes_from_the_run_config_when_the_adapter_names_a_missing_one(run_dir, tmp_path):
+    run = tmp_path / "moved"
+    shutil.copytree(run_dir, run)
+    cfg_path = run / "adapter" / "adapter_config.json"
+    cfg = json.loads(cfg_path.read_text())
+    cfg["base_model_name_or_path"] = "/no/such/base"
+    cfg_path.write_text(json.dumps(cfg))
+    result = merge_adapter(run, tmp_path / "out", dtype="fp32")  # a run directory works as --adapter too
+    assert result.base == "builtin:tiny" and result.passed
+    (run / "config.yaml").unlink()
+    with pytest.raises(MergeError, match="could not load the base model"):
+        merge_adapter(run / "adapter", tmp_path / "out2", dtype="fp32")
+
+
+def test_4bit_trained_adapter_merges_into_16bit_weights_and_says_so(run_dir, tmp_path):
+    run = tmp_path / "qlora"
+    shutil.copytree(run_dir, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["model"]["load_in_4bit"] = True
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    result = runner.invoke(app, ["merge", "--adapter", str(run / "adapter"), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "original 16-bit weights" in text and "not into dequantized 4-bit ones" in text
+    assert "max |logit difference|" in text and "tolerance" in text
+    config = json.loads((tmp_path / "o" / "config.json").read_text())
+    assert "quantization_config" not in config
+
+
+def test_a_quantized_base_checkpoint_is_refused(run_dir, tmp_path):
+    base = json.loads((run_dir / "adapter" / "adapter_config.json").read_text())["base_model_name_or_path"]
+    quantized = tmp_path / "base-bnb-4bit"
+    shutil.copytree(base, quantized)
+    config = json.loads((quantized / "config.json").read_text())
+    config["quantization_config"] = {"quant_method": "bitsandbytes", "load_in_4bit": True}
+    (quantized / "config.json").write_text(json.dumps(config))
+    with pytest.raises(MergeError, match="quantized.*original 16-bit"):
+        merge_adapter(run_dir / "adapter", tmp_path / "o", base=str(quantized))
+
+
+def test_cli_errors_are_one_line_with_exit_2(run_dir, tmp_path):
+    cases = [
+        (["--adapter", str(tmp_path / "missing"), "--out", str(tmp_path / "o")], "no such directory"),
+        (["--adapter", str(tmp_path), "--out", str(tmp_path / "o")], "no adapter_config.json"),
+        (["--adapter", str(run_dir / "adapter"), "--out", str(tmp_path / "o"), "--dtype", "int8"], "valid: bf16"),
+        (["--adapter", str(run_dir / "adapter"), "--out", str(run_dir)], "not empty"),
+    ]
+    for args, words in cases:
+        result = runner.invoke(app, ["merge", *args])
+        assert result.exit_code == 2, (args, result.output)
+        assert words in result.output and "Traceback" not in result.output
+        assert len([line for line in result.output.splitlines() if line.startswith("error")]) == 1
+
+
+def test_merge_error_is_a_user_error():
+    assert issubclass(MergeError, EgrcError)
