@@ -487,8 +487,10 @@ def merge(
 def _register_commands() -> None:
     """Commands that live in their own modules (each imports its heavy libraries inside the command)."""
     from egrc_lite.cli_analyze import analyze
+    from egrc_lite.cli_sweep import sweep
 
     app.command(help=analyze.__doc__)(user_errors(analyze))
+    app.command(help=sweep.__doc__)(user_errors(sweep))
 
 
 _register_commands()

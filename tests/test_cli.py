@@ -48,7 +48,7 @@ def test_user_mistakes_are_one_line_errors_without_traceback():
 
 def test_every_command_is_registered():
     result = runner.invoke(app, ["--help"])
-    for command in ("compress", "train", "eval", "report", "merge", "analyze", "presets"):
+    for command in ("compress", "train", "eval", "report", "merge", "analyze", "sweep", "presets"):
         assert command in result.output, command
 
 

@@ -1,0 +1,335 @@
+"""`egrc-lite sweep`: grid parsing, run names, the plan, status bookkeeping, and a smoke sweep end to end.
+
+CPU only, no network. The end-to-end test trains the ``smoke`` preset's tiny random model (so every
+answer is wrong and ACC is 0); bookkeeping tests replace ``run_schedule`` with a fake.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+import typer
+import yaml
+from typer.testing import CliRunner
+
+from egrc_lite import training
+from egrc_lite.cli_sweep import sweep
+from egrc_lite.runs import RunDir, write_config
+from egrc_lite.sweep import (
+    SweepError,
+    axis_labels,
+    config_diff,
+    parse_grid,
+    plan_sweep,
+    prepare_eval,
+    run_name,
+    run_sweep,
+    split_values,
+)
+
+MINI = Path(__file__).parent / "assets" / "mini_bench.jsonl"
+LC = "schedule.stages.compress.length_clip"
+FAST = ["--set", "schedule.stages.compress.steps=1", "--set", "schedule.stages.explore.steps=1"]
+EVAL = ["--eval", str(MINI), "--limit", "2", "--n", "1", "--max-tokens", "16"]
+
+app = typer.Typer(pretty_exceptions_enable=False)
+app.command()(sweep)
+
+
+@app.callback()
+def _main() -> None:
+    """A local app like the real one (the command is called as `sweep`)."""
+
+
+runner = CliRunner()
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """The tiny model is overhead-bound: one thread is as fast and immune to a busy machine."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sweep(*args: str):
+    return runner.invoke(app, ["sweep", *args])
+
+
+def _status(out: Path) -> dict[str, dict]:
+    return {r["name"]: r for r in json.loads((out / "sweep.json").read_text())["runs"]}
+
+
+def _error_lines(output: str) -> list[str]:
+    return [line for line in output.splitlines() if line.startswith("error:")]
+
+
+# ---------------------------------------------------------------------------------------- grid and plan
+
+def test_grid_values_split_at_top_level_commas_and_read_like_set_values():
+    assert split_values("[explore, compress],[compress, explore]") == ["[explore, compress]", "[compress, explore]"]
+    assert split_values("'a,b', c") == ["'a,b'", "c"]
+    assert parse_grid(f"{LC}=96,192").values == ("96", "192")
+    plan = plan_sweep(["smoke"], ["train.learning_rate=1e-4,2e-4", "schedule.order=[explore, compress]"])
+    assert [c.config.train.learning_rate for c in plan.runs] == [1e-4, 2e-4]  # '1e-4' is a float, as with --set
+    assert [s.name for s in plan.runs[0].config.schedule.stages] == ["explore", "compress"]
+
+
+@pytest.mark.parametrize("grid, message", [
+    (["reward.shape"], "must look like dotted.key=v1,v2"),
+    (["reward.shape=linear,,cosine"], "empty value"),
+    (["reward.shape=linear,linear"], "listed twice"),
+    (["reward.shape=linear", "reward.shape=cosine"], "given twice"),
+    ([], "at least one --grid"),
+    (["preset=none,ablations/lc4096"], "unknown preset 'ablations/lc4096'"),
+])
+def test_grid_mistakes(grid, message):
+    with pytest.raises(Exception, match=message):
+        plan_sweep(["smoke"], grid)
+
+
+def test_run_names_are_short_stable_distinct_and_safe():
+    labels = axis_labels([LC, "reward.shape"])
+    assert run_name(((LC, "96"), ("reward.shape", "cosine")), labels) == "lc=96_shape=cosine"
+    both = axis_labels([LC, "schedule.stages.explore.length_clip"])
+    assert set(both.values()) == {"compress.lc", "explore.lc"}
+    odd = run_name((("model.name_or_path", "org/My Model"), ("schedule.order", "[explore, compress]")),
+                   axis_labels(["model.name_or_path", "schedule.order"]))
+    assert odd == "model=org-My-Model_order=explore-compress"
+    plan = plan_sweep(["smoke"], ["preset=none,ablations/shape-linear+ablations/lc2048", "train.seed=1"])
+    assert [c.name for c in plan.runs] == ["no-ablation_seed=1", "shape-linear+lc2048_seed=1"]
+    assert plan.runs[1].config.reward.shape == "linear" and plan.runs[1].config.schedule.stages[0].length_clip == 2048
+    clash = plan_sweep(["smoke"], ["description=a b,a/b"])  # both sanitize to 'a-b'
+    assert len({c.name for c in clash.runs}) == 2
+
+
+def test_plan_resolves_each_combination_and_grid_values_win_over_set():
+    plan = plan_sweep(["smoke"], [f"{LC}=16,24", "reward.shape=exponential,linear"], [f"{LC}=99", "train.seed=3"])
+    assert [c.name for c in plan.runs] == ["lc=16_shape=exponential", "lc=16_shape=linear",
+                                           "lc=24_shape=exponential", "lc=24_shape=linear"]
+    assert plan.base.schedule.stages[0].length_clip == 99
+    for combo in plan.runs:
+        changed = {k for k, _, _ in config_diff(plan.base, combo.config)}
+        expected = {f"{LC}", "schedule.stages.compress.max_completion_length"}
+        assert changed == expected | ({"reward.shape"} if combo.config.reward.shape == "linear" else set())
+        assert combo.config.train.seed == 3
+
+
+def test_ablation_presets_as_an_axis_show_their_differences():
+    plan = plan_sweep(["default"], ["preset=none,ablations/explore-first,ablations/entangled"])
+    diffs = {c.name: config_diff(plan.base, c.config) for c in plan.runs}
+    assert diffs["no-ablation"] == []
+    assert diffs["explore-first"] == [("schedule.order", None, ["explore", "compress"])]
+    assert {k for k, _, _ in diffs["entangled"]} == {"schedule.stages.0.name", "schedule.stages.0.mode",
+                                                     "schedule.stages.1.steps"}
+
+
+def test_eval_refuses_a_grid_that_changes_the_base_model():
+    plan = plan_sweep(["smoke"], ["model.dtype=float32,bfloat16"])
+    with pytest.raises(SweepError, match="changes the model section"):
+        prepare_eval(plan, str(MINI))
+
+
+# ---------------------------------------------------------------------------------------- CLI mistakes and dry run
+
+@pytest.mark.parametrize("args, message", [
+    (["--grid", "reward.shap=linear,cosine"], "--grid combination shap=linear (reward.shap=linear): unknown config "
+                                              "key 'reward.shap'; valid keys under 'reward'"),
+    (["--grid", "schedule.stages.explor.steps=1,2"], "'explor' names no item"),
+    (["--grid", "reward.shape=linear,cubic"], "combination shape=cubic"),
+    (["--grid", "reward.shape=linear", "--eval", "aime99"], "unknown benchmark 'aime99'"),
+])
+def test_user_mistakes_are_one_line_errors(tmp_path, args, message):
+    result = _sweep("--preset", "smoke", *args, "--out", str(tmp_path / "sw"))
+    assert result.exit_code == 2, result.output
+    errors = _error_lines(result.output)
+    assert len(errors) == 1 and message in errors[0], result.output
+    assert "Traceback" not in result.output and not (tmp_path / "sw").exists()
+
+
+def test_dry_run_lists_runs_and_differences_and_creates_nothing(tmp_path):
+    out = tmp_path / "sw"
+    result = _sweep("--preset", "smoke", "--grid", f"{LC}=16,24", "--grid", "reward.shape=exponential,linear",
+                    *FAST, *EVAL, "--out", str(out), "--dry-run")
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for name in ("lc=16_shape=exponential", "lc=16_shape=linear", "lc=24_shape=exponential", "lc=24_shape=linear"):
+        assert name in text
+    assert "exponential -> linear" in text and "24 -> 16" in text and "(same as the base)" in text
+    assert "dry run: nothing was run" in text and not out.exists()
+
+
+# ---------------------------------------------------------------------------------------- bookkeeping (fake training)
+
+def _fake_schedule(calls: list, fail: dict[str, BaseException]):
+    """A ``run_schedule`` stand-in that writes what a run writes; raises ``fail[name]`` once, mid-run."""
+
+    def run(cfg, run_dir, *, resume=False, progress=None, **kwargs):
+        name = run_dir.path.name
+        calls.append((name, resume))
+        run_dir.create()
+        if not resume:
+            write_config(run_dir, cfg)
+        run_dir.metrics.append({"step": 1, "stage": "compress", "train/len/mean": 20.0, "train/acc": 0.5})
+        if name in fail:
+            run_dir.write_state({"finished": False})
+            raise fail.pop(name)
+        run_dir.metrics.append({"step": 2, "stage": "explore", "train/len/mean": 10.0, "train/acc": 0.75})
+        run_dir.write_state({"finished": True})
+        return {}
+
+    return run
+
+
+def test_failed_combination_is_recorded_sweep_goes_on_and_rerun_resumes_it(tmp_path, monkeypatch):
+    calls: list = []
+    fail = {"seed=1": RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")}
+    monkeypatch.setattr(training, "run_schedule", _fake_schedule(calls, fail))
+    plan = plan_sweep(["smoke"], ["train.seed=0,1,2"])
+    out = tmp_path / "sw"
+    result = run_sweep(plan, out)
+    status = _status(out)
+    assert [c[0] for c in calls] == ["seed=0", "seed=1", "seed=2"]  # the sweep went on after seed=1
+    assert [status[n]["status"] for n in ("seed=0", "seed=1", "seed=2")] == ["done", "failed", "done"]
+    assert status["seed=1"]["reason"] == "RuntimeError: CUDA out of memory." and status["seed=1"]["phase"] == "train"
+    assert "Tried to allocate" in (out / "runs" / "seed=1" / "error.txt").read_text()
+    assert [r["name"] for r in result.failed] == ["seed=1"]
+    report = (out / "report.md").read_text()
+    assert "| seed=1 | `train.seed=1` | failed |" in report and "CUDA out of memory" in report
+    assert "| 2 | 20 -> 10 | 50% -> 75% |" in report  # training metrics: first and last steps
+
+    calls.clear()
+    run_sweep(plan, out)  # the finished runs are skipped, the unfinished one resumed
+    assert calls == [("seed=1", True)]
+    status = _status(out)
+    assert [status[n]["status"] for n in ("seed=0", "seed=1", "seed=2")] == ["skipped", "done", "skipped"]
+    assert status["seed=1"]["train"] == "resumed" and not (out / "runs" / "seed=1" / "error.txt").exists()
+
+
+def test_a_run_made_with_another_config_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "run_schedule", _fake_schedule([], {}))
+    out = tmp_path / "sw"
+    run_sweep(plan_sweep(["smoke"], ["train.seed=0"]), out)
+    result = run_sweep(plan_sweep(["smoke"], ["train.seed=0"], ["train.learning_rate=0.5"]), out)
+    entry = result.record["runs"][0]
+    assert entry["status"] == "failed"
+    assert "holds a run made with another config (train.learning_rate: 0.001 there, 0.5 now" in entry["reason"]
+
+
+def test_interrupt_leaves_a_readable_record(tmp_path, monkeypatch):
+    monkeypatch.setattr(training, "run_schedule", _fake_schedule([], {"seed=1": KeyboardInterrupt()}))
+    out = tmp_path / "sw"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(plan_sweep(["smoke"], ["train.seed=0,1,2"]), out)
+    status = _status(out)
+    assert status["seed=0"]["status"] == "done"
+    assert (status["seed=1"]["status"], status["seed=1"]["reason"]) == ("pending", "interrupted")
+    assert status["seed=2"]["status"] == "pending"
+
+
+def test_failed_base_or_run_evaluation_is_reported_and_the_rest_compared(tmp_path, monkeypatch):
+    from egrc_lite import sweep as sweep_mod
+    from egrc_lite.evaluation import EvalError
+
+    seen = []
+
+    def fake_eval(cfg, adapter, out_dir, spec, base_dir, progress=None):
+        seen.append((out_dir.name, base_dir))
+        if adapter is None:
+            raise EvalError(f"{out_dir} holds samples made with other settings")
+        if out_dir.name == "seed=1":
+            raise MemoryError()
+        out_dir.mkdir(parents=True)
+        (out_dir / "summary.json").write_text(json.dumps({"benchmarks": {"mini_bench": {"acc": 50.0, "len": 10.0}}}))
+        return "evaluated"
+
+    monkeypatch.setattr(training, "run_schedule", _fake_schedule([], {}))
+    monkeypatch.setattr(sweep_mod, "evaluate_model", fake_eval)
+    plan = plan_sweep(["smoke"], ["train.seed=0,1"])
+    out = tmp_path / "sw"
+    result = run_sweep(plan, out, prepare_eval(plan, str(MINI), n=1, limit=1))
+    assert seen == [("base", None), ("seed=0", None), ("seed=1", None)]  # no base summary: no L-Acc
+    assert result.record["base"]["status"] == "failed" and "other settings" in result.record["base"]["reason"]
+    status = _status(out)
+    assert status["seed=0"]["status"] == "done"
+    assert (status["seed=1"]["status"], status["seed=1"]["phase"], status["seed=1"]["reason"]) == \
+        ("failed", "eval", "MemoryError")
+    report = (out / "report.md").read_text()
+    assert "**The base evaluation failed**" in report and "| base (not evaluated) | - |" in report
+    assert "| seed=0 | 50.0 | 10 | - |" in report and "| seed=1 |" not in report.split("## Runs")[0]
+
+
+def test_a_value_that_fails_at_run_time_is_reported(tmp_path):
+    """A grid value the config accepts but TRL refuses when the trainer is built (no fakes)."""
+    out = tmp_path / "sw"
+    result = _sweep("--preset", "smoke", "--grid", "train.lr_scheduler_type=bogus", *FAST, "--out", str(out))
+    assert result.exit_code == 1, result.output
+    assert "1 of 1 combination(s) failed" in result.output
+    entry = _status(out)["lr-scheduler-type=bogus"]
+    assert entry["status"] == "failed" and "bogus is not a valid SchedulerType" in entry["reason"]
+    assert "failed" in (out / "report.md").read_text()
+
+
+# ---------------------------------------------------------------------------------------- end to end
+
+@pytest.mark.slow
+def test_smoke_sweep_2x2_end_to_end_with_resume_and_a_failing_combination(tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    grid = ["--grid", f"{LC}=16,24", "--grid", "reward.shape=exponential,linear"]
+    first = _sweep("--preset", "smoke", "--grid", f"{LC}=16", "--grid", "reward.shape=exponential", *FAST, *EVAL,
+                   "--out", str(out))  # one combination of the 2x2 grid, finished before the full sweep
+    assert first.exit_code == 0, first.output
+    finished = out / "runs" / "lc=16_shape=exponential"
+    assert RunDir(finished).is_finished()
+    metrics_before = (finished / "metrics.jsonl").read_text()
+    records_before = (out / "eval" / "lc=16_shape=exponential" / "mini_bench.jsonl").read_text()
+
+    real = training.run_schedule
+
+    def flaky(cfg, run_dir, **kwargs):
+        if run_dir.path.name == "lc=24_shape=linear":
+            raise RuntimeError("simulated crash in lc=24_shape=linear")
+        return real(cfg, run_dir, **kwargs)
+
+    monkeypatch.setattr(training, "run_schedule", flaky)
+    second = _sweep("--preset", "smoke", *grid, *FAST, *EVAL, "--out", str(out))
+    assert second.exit_code == 1, second.output  # a failed combination: report written, exit 1
+    status = _status(out)
+    assert {n: s["status"] for n, s in status.items()} == {
+        "lc=16_shape=exponential": "skipped", "lc=16_shape=linear": "done",
+        "lc=24_shape=exponential": "done", "lc=24_shape=linear": "failed"}
+    assert status["lc=24_shape=linear"]["reason"] == "RuntimeError: simulated crash in lc=24_shape=linear"
+    assert (finished / "metrics.jsonl").read_text() == metrics_before  # not retrained
+    assert (out / "eval" / "lc=16_shape=exponential" / "mini_bench.jsonl").read_text() == records_before
+    sweep_json = json.loads((out / "sweep.json").read_text())
+    assert sweep_json["base"]["status"] == "skipped"  # the base was evaluated once, by the first invocation
+    report = (out / "report.md").read_text()
+    assert "| lc=24_shape=linear | " in report and "simulated crash" in report
+
+    monkeypatch.setattr(training, "run_schedule", real)
+    third = _sweep("--preset", "smoke", *grid, *FAST, *EVAL, "--out", str(out))  # retries the failed one only
+    assert third.exit_code == 0, third.output
+    status = _status(out)
+    assert status["lc=24_shape=linear"]["status"] == "done"
+    assert {s["status"] for n, s in status.items() if n != "lc=24_shape=linear"} == {"skipped"}
+    for name in status:
+        run = RunDir(out / "runs" / name)
+        assert run.is_finished() and (run.adapter_dir / "adapter_config.json").is_file()
+        summary = json.loads((out / "eval" / name / "summary.json").read_text())
+        assert summary["adapter"] == str(run.adapter_dir.resolve())
+        assert summary["settings"]["answer_rule"] == "last_number" and summary["settings"]["max_tokens"] == 16
+        assert summary["benchmarks"]["mini_bench"]["n_problems"] == 2
+        saved = yaml.safe_load((out / "runs" / name / "config.yaml").read_text())
+        compress = saved["schedule"]["stages"][0]
+        assert f"lc={compress['length_clip']}_shape={saved['reward']['shape']}" == name and compress["steps"] == 1
+    report = (out / "report.md").read_text()
+    table = [line for line in report.splitlines() if line.startswith("| ") and "mini_bench" not in line]
+    assert [line.split(" | ")[0][2:] for line in table[:5]] == ["base", "lc=16_shape=exponential", "lc=16_shape=linear",
+                                                                "lc=24_shape=exponential", "lc=24_shape=linear"]
+    assert "mini_bench L-Acc" in report and "![accuracy vs length](accuracy_vs_length.png)" in report
+    assert (out / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"
+    assert "ACC / LEN / L-Acc against base" in third.output
