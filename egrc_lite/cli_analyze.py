@@ -132,7 +132,7 @@ def _default_out(model: str, adapter: Path | None) -> Path:
 
 def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]) -> None:
     from egrc_lite.analysis_run import AnalysisSettings, analyze_model
-    from egrc_lite.cli import _eval_model  # model section + adapter dir, reading a run's config when needed
+    from egrc_lite.cli_eval import _eval_model  # model section + adapter dir, reading a run's config when needed
     from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, validate_config
     from egrc_lite.ui import console
 

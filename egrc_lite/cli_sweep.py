@@ -96,7 +96,7 @@ def _run(opts: dict[str, Any]) -> None:
 def _execute(plan: Any, out: Path, spec: Any) -> None:
     from transformers.utils import logging as hf_logging
 
-    from egrc_lite.cli import _EvalProgressBar
+    from egrc_lite.cli_eval import _EvalProgressBar
     from egrc_lite.report import to_rich
     from egrc_lite.sweep import run_sweep
     from egrc_lite.ui import LiveTrainingDisplay, console
