@@ -169,3 +169,24 @@ def test_vllm_generator_maps_outputs_to_samples(monkeypatch):
     greedy = gen.generate(prompts[:1], n=1, max_tokens=4, temperature=0.0, top_p=0.5, seed=0)
     assert calls[-1][1][0].temperature == 0.0 and calls[-1][1][0].top_p == 1.0 and len(greedy[0]) == 1
     assert (lora_slot_rank(1), lora_slot_rank(8), lora_slot_rank(9), lora_slot_rank(64)) == (1, 8, 16, 64)
+
+
+def test_gpu_check_script_runs_with_tiny_shapes_on_cpu(tmp_path):
+    """benchmarks/gpu_check.py is ready for a GPU: its --tiny dry run measures every figure it reports."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[1]
+    out = tmp_path / "gpu_check.json"
+    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(repo))
+    proc = subprocess.run([sys.executable, str(repo / "benchmarks" / "gpu_check.py"), "--tiny", "--out", str(out)],
+                          capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert result["card"] == "CPU" and result["runs"]
+    for run in result["runs"]:
+        assert run["rollout_tokens_per_s"] > 0 and run["step_s"] > 0
+        assert run["mean_completion_len"] == run["completion_length"]  # lengths are forced
