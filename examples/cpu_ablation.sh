@@ -3,8 +3,8 @@
 # four runs of SmolLM2-135M-Instruct on generated arithmetic word problems, each evaluated (and the
 # untrained base model once) on 32 held-out problems, then compared in one report.
 # Hardware: any CPU; 2 cores and ~3 GB of memory are enough. No GPU, no network (after the install).
-# Time: about 30-40 minutes on 2 otherwise idle cores (an estimate: the 4 x 10 optimiser steps cost about
-#       what the default preset's 40 steps do, 20-25 minutes, and the evaluation of 5 models x 64 samples
+# Time: an estimate of 30-40 minutes on 2 otherwise idle cores (the 4 x 10 optimiser steps cost about
+#       what the default preset's 30 steps do, ~30 minutes measured, and the evaluation of 5 models x 64 samples
 #       of up to 256 tokens about 10); rerunning the script skips what is finished and resumes the rest.
 #       On a busy machine, OMP_NUM_THREADS=1 avoids thread oversubscription.
 # Needs: the CPU install of the README (pip install -e '.[dev]' -c constraints/cpu.txt) and
