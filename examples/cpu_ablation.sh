@@ -4,7 +4,7 @@
 # untrained base model once) on 32 held-out problems, then compared in one report.
 # Hardware: any CPU; 2 cores and ~3 GB of memory are enough. No GPU, no network (after the install).
 # Time: an estimate of 30-40 minutes on 2 otherwise idle cores (the 4 x 10 optimiser steps cost about
-#       what the default preset's 30 steps do, ~30 minutes measured, and the evaluation of 5 models x 64 samples
+#       what the default preset's 30 steps do, an estimated ~30 minutes alone, and the evaluation of 5 models x 64 samples
 #       of up to 256 tokens about 10); rerunning the script skips what is finished and resumes the rest.
 #       On a busy machine, OMP_NUM_THREADS=1 avoids thread oversubscription.
 # Needs: the CPU install of the README (pip install -e '.[dev]' -c constraints/cpu.txt) and
