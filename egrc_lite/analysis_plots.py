@@ -10,10 +10,11 @@ Every function writes a readable PNG even without data (the panel says so).
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from egrc_lite.plots import save_png
 
 CONNECTOR_COLOR = "tab:orange"
 OTHER_COLOR = "tab:gray"
@@ -36,19 +37,6 @@ def _figure(width: float, height: float) -> Any:
     from matplotlib.figure import Figure
 
     return Figure(figsize=(width, height), layout="constrained")
-
-
-def _save(fig: Any, path: str | Path) -> Path:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _empty(ax: Any, text: str) -> None:
@@ -94,7 +82,7 @@ def plot_entropy_vs_gradient(entropy: Sequence[float], proxy: Sequence[float],
         ax.set_ylabel(yl)
         ax.grid(alpha=0.3)
     fig.suptitle("Token entropy vs gradient magnitude (paper Fig. 3d)")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_high_entropy_tokens(top_tokens: Sequence[Mapping[str, Any]], path: str | Path,
@@ -117,7 +105,7 @@ def plot_high_entropy_tokens(top_tokens: Sequence[Mapping[str, Any]], path: str 
     ax.set_xlabel("count")
     ax.set_title(f"Most frequent tokens in the top {frac:.0%} by entropy (paper Fig. 3e)", fontsize=10)
     ax.grid(alpha=0.3, axis="x")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _run_colors(n: int) -> list[Any]:
@@ -157,7 +145,7 @@ def plot_run_curves(runs: Sequence[Mapping[str, Any]], panels: Sequence[tuple[st
         ax.set_xlabel("step")
         ax.grid(alpha=0.3)
     fig.suptitle("Training curves per run (paper Fig. 3b); dotted: stage changes")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_objective_counts(runs: Sequence[Mapping[str, Any]], keys: tuple[str, str], path: str | Path,
@@ -185,4 +173,4 @@ def plot_objective_counts(runs: Sequence[Mapping[str, Any]], keys: tuple[str, st
     ax.set_title("Samples per objective in entangled training (paper Fig. 3a)"
                  + (f" (moving average {smooth})" if smooth > 1 else ""), fontsize=10)
     ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_png(fig, path)

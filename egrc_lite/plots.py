@@ -69,7 +69,8 @@ def per_problem(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, flo
     }
 
 
-def _save(fig: Any, path: str | Path) -> Path:
+def save_png(fig: Any, path: str | Path) -> Path:
+    """Write ``fig`` as a PNG atomically (temp file in the same folder, then a rename)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep the umask's permissions
@@ -116,7 +117,7 @@ def plot_acc_vs_len(report: Report, path: str | Path) -> Path:
         ax.set_ylabel("ACC (%)")
         ax.grid(alpha=0.3)
     fig.suptitle("Accuracy vs length")
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_problem_lengths(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]],
@@ -148,7 +149,7 @@ def plot_problem_lengths(records_a: Sequence[Mapping[str, Any]], records_b: Sequ
     ax_steps.set_xticklabels([p[-12:] for p in ids], rotation=90, fontsize=6)
     ax.set_xticks(range(len(ids)))
     ax.set_xticklabels([])
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def plot_training_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, title: str = "training") -> Path:
@@ -178,7 +179,7 @@ def plot_training_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, ti
         ax.grid(alpha=0.3)
     first = ordered[0].get("stage")
     fig.suptitle(f"{title}" + (f" (starts in {first})" if first else ""))
-    return _save(fig, path)
+    return save_png(fig, path)
 
 
 def _slug(text: str) -> str:
