@@ -72,7 +72,7 @@ def _run(opts: dict[str, Any]) -> None:
     console.print(_plan_table(plan))
     spec = None
     if opts["eval"]:
-        from egrc_lite.sweep import default_max_tokens
+        from egrc_lite.sweep_run import default_max_tokens
 
         if opts["dry_run"]:
             from egrc_lite.benchsets import parse_benchmarks
@@ -81,7 +81,7 @@ def _run(opts: dict[str, Any]) -> None:
             console.print(f"evaluation: base + each run on {names} (limit {opts['limit'] or 'all'}, n {opts['n']}, "
                           f"max tokens {opts['max_tokens'] or default_max_tokens(plan)}) -> {out / 'eval'}")
         else:
-            from egrc_lite.sweep import prepare_eval
+            from egrc_lite.sweep_run import prepare_eval
 
             spec = prepare_eval(plan, opts["eval"], n=opts["n"], limit=opts["limit"], max_tokens=opts["max_tokens"],
                                 batch_size=opts["batch_size"], data_dir=opts["data_dir"], backend=opts["eval_backend"])
@@ -98,7 +98,7 @@ def _execute(plan: Any, out: Path, spec: Any) -> None:
 
     from egrc_lite.cli_eval import _EvalProgressBar
     from egrc_lite.report import to_rich
-    from egrc_lite.sweep import run_sweep
+    from egrc_lite.sweep_run import run_sweep
     from egrc_lite.ui import LiveTrainingDisplay, console
 
     hf_logging.disable_progress_bar()
