@@ -204,9 +204,11 @@ def analyze(
     try:
         _dispatch(opts)
     except USER_ERRORS as err:
+        from rich.markup import escape
+
         from egrc_lite.ui import err_console
 
-        err_console.print(f"[bold red]error:[/] {err}", highlight=False, soft_wrap=True)
+        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
         raise typer.Exit(2) from None
 
 

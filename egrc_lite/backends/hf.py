@@ -17,13 +17,11 @@ import hashlib
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from egrc_lite.backends import BackendError
-from egrc_lite.backends.tiny import cache_root, ensure_tiny
+from egrc_lite.backends.tiny import cache_root, ensure_tiny, publish_checkpoint
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -85,25 +83,16 @@ def ensure_gguf_converted(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     logger.info("converting %s to a trainable checkpoint in %s (once)", gguf, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
-    try:
+
+    def build() -> tuple[Any, Any]:
         tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
         model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
-        model.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        try:
-            os.rename(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():
-                raise
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
-    return target
+        return model, tokenizer
+
+    return publish_checkpoint(target, build)
 
 
 def resolve_model_source(cfg: EgrcConfig) -> tuple[str, str]:

@@ -21,7 +21,9 @@ import os
 import random
 import shutil
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 from egrc_lite.config import TinyModelConfig
 
@@ -150,16 +152,29 @@ def ensure_tiny(shapes: TinyModelConfig) -> Path:
     target = cache_root() / "models" / f"tiny-{tiny_key(shapes)}"
     if (target / "config.json").is_file() and (target / "tokenizer.json").is_file():
         return target
+    def build() -> tuple[Any, Any]:
+        tokenizer = build_tokenizer(shapes.vocab_size)
+        return build_model(shapes, tokenizer), tokenizer
+
+    publish_checkpoint(target, build)
+    logger.info("builtin:tiny is in %s", target)
+    return target
+
+
+def publish_checkpoint(target: Path, build: Callable[[], tuple[Any, Any]]) -> Path:
+    """Save the ``(model, tokenizer)`` that ``build`` returns into ``target`` atomically.
+
+    Concurrent builders (e.g. two ``accelerate`` ranks) each write a temp folder and rename it;
+    the first rename wins and the others discard theirs.
+    """
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", dir=target.parent))
     try:
-        tokenizer = build_tokenizer(shapes.vocab_size)
-        model = build_model(shapes, tokenizer)
+        model, tokenizer = build()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
         try:
             os.rename(tmp, target)
-            logger.info("built builtin:tiny into %s", target)
         except OSError:
             if not (target / "config.json").is_file():
                 raise
