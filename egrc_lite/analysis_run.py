@@ -32,10 +32,10 @@ from typing import TYPE_CHECKING, Any
 
 from egrc_lite import analysis_plots as plots
 from egrc_lite.analysis import (
-    connector_stats, correlation, exact_token_grad_norms, forward_logits, get_connector_matcher, gradient_proxy,
-    token_entropy,
+    connector_stats, exact_token_grad_norms, forward_logits, get_connector_matcher, gradient_proxy, token_entropy,
 )
 from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, DataConfig
+from egrc_lite.correlation import correlation
 from egrc_lite.errors import EgrcError
 from egrc_lite.runs import JsonlLog, atomic_write_json, atomic_write_text
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -157,7 +158,9 @@ def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Pa
     from egrc_lite.backends import resolve_backend
 
     backend, reason = resolve_backend(cfg.backend)
-    console.print(f"[bold]egrc-lite[/] {cfg.description or name} -> {run_dir.path}  (backend: {backend}, {reason})")
+    main_process = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, only rank 0 reports
+    if main_process:
+        console.print(f"[bold]egrc-lite[/] {cfg.description or name} -> {run_dir.path}  (backend: {backend}, {reason})")
     from transformers.utils import logging as hf_logging
 
     from egrc_lite.training import run_schedule
@@ -171,7 +174,8 @@ def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Pa
                               stage_filter=stage_filter, progress=display)
     finally:
         display.end_stage()
-    _print_result(run_dir, result)
+    if main_process:
+        _print_result(run_dir, result)
 
 
 def _print_result(run_dir: Any, result: dict[str, Any]) -> None:

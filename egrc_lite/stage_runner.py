@@ -270,7 +270,8 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     problems = load_problems(cfg.data)
     dataset = to_prompt_dataset(problems, cfg.data)
     backend, load_policy, trainer_class, grpo_overrides = _load_backend(cfg)
-    runner = _Runner(cfg, run_dir, plan, progress, dist.is_main_process)
+    # one live display, on the main process (the others would draw the same bars over it)
+    runner = _Runner(cfg, run_dir, plan, progress if dist.is_main_process else None, dist.is_main_process)
     if resume and run_dir.is_finished():
         return _finished_summary(run_dir, runner)
     checkpoint = _resume_point(runner) if resume else _fresh_start(runner)

@@ -65,3 +65,24 @@ def test_presets_compose_on_the_command_line(tmp_path):
     again = subprocess.run([sys.executable, str(REPO / "cli.py"), "compress", "--preset", "smoke", "--out", str(out)],
                            capture_output=True, text=True, cwd=REPO, timeout=600)
     assert again.returncode == 2 and "--resume" in again.stderr
+
+
+def test_only_rank_zero_prints_the_header_and_summary(tmp_path, monkeypatch):
+    """Under `accelerate launch` every rank runs the CLI; only RANK=0 reports (no doubled tables)."""
+    from egrc_lite import training
+
+    calls = []
+
+    def fake_run_schedule(cfg, run_dir, **kwargs):
+        calls.append(kwargs["progress"])
+        return {"steps": 1, "stages": [{"name": "compress", "steps": 1, "first_len": 9.0, "last_len": 5.0,
+                                        "first_acc": 0.5, "last_acc": 0.75}]}
+
+    monkeypatch.setattr(training, "run_schedule", fake_run_schedule)
+    for rank, shown in (("1", False), ("0", True)):
+        monkeypatch.setenv("RANK", rank)
+        result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(tmp_path / f"rank{rank}")])
+        assert result.exit_code == 0, result.output
+        assert ("done" in result.output) is shown and ("stages" in result.output) is shown, (rank, result.output)
+        assert ("egrc-lite" in result.output) is shown
+    assert len(calls) == 2  # every rank trains

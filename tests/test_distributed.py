@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
     import torch
     from accelerate import PartialState
-    from egrc_lite import rewards, training
+    from egrc_lite import reward_funcs, training
     from egrc_lite.backends import hf
     from egrc_lite.config import EgrcConfig
     from egrc_lite.runs import RunDir
@@ -33,7 +33,7 @@ SCRIPT = textwrap.dedent("""
         return [0.5 if ids and ids[0] % 2 else 0.0 for ids in completion_ids]
 
     parity_reward.__name__ = "parity"
-    rewards.build_reward_funcs = lambda mode, reward_cfg, stage_cfg: [parity_reward]
+    reward_funcs.build_reward_funcs = lambda mode, reward_cfg, stage_cfg: [parity_reward]
     loaded = []
     real_load = hf.load_policy
 

@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import egrc_lite
+from egrc_lite import reward_funcs as RF
 from egrc_lite import rewards as R
 from egrc_lite.config import RewardConfig, StageConfig
 
@@ -179,7 +180,7 @@ def _trl_kwargs(golds, logged=None):
 
 
 def test_compression_reward_callable(fake_grading):
-    fn = R.CompressionReward(RewardConfig(shape="linear", r=0.5), length_clip=10)
+    fn = RF.CompressionReward(RewardConfig(shape="linear", r=0.5), length_clip=10)
     completions = ["a</think>\\boxed{4}", "a</think>\\boxed{5}", "long</think>\\boxed{4}", "b</think>\\boxed{4}"]
     ids = [[0] * 5, [0] * 5, [0] * 10, [0] * 0]
     logged = {}
@@ -196,15 +197,15 @@ def test_callables_accept_conversational_completions(fake_grading):
     conv = [[{"role": "assistant", "content": "r</think>\\boxed{7}"}], [{"role": "assistant", "content": "r"}]]
     ids = [[1, 2], [1, 2]]
     kw = _trl_kwargs(["7", "7"])
-    comp = R.CompressionReward(RewardConfig(), 100)
+    comp = RF.CompressionReward(RewardConfig(), 100)
     shaped = R.shape_length("exponential", 2, 100, 0.5)
     assert comp(prompts=[[]] * 2, completions=conv, completion_ids=ids, **kw) == [pytest.approx(shaped), 0.0]
-    assert R.FormatReward(RewardConfig())(prompts=None, completions=conv, completion_ids=ids, **kw) == [0.1, 0.0]
-    assert R.AnswerReward(RewardConfig())(prompts=None, completions=conv, completion_ids=ids, **kw) == [1.0, 0.0]
+    assert RF.FormatReward(RewardConfig())(prompts=None, completions=conv, completion_ids=ids, **kw) == [0.1, 0.0]
+    assert RF.AnswerReward(RewardConfig())(prompts=None, completions=conv, completion_ids=ids, **kw) == [1.0, 0.0]
 
 
 def test_answer_rule_and_int_golds_are_passed_to_grader(fake_grading):
-    fn = R.AnswerReward(RewardConfig(answer_rule="last_number"))
+    fn = RF.AnswerReward(RewardConfig(answer_rule="last_number"))
     out = fn(prompts=["q"], completions=["so it is 12."], completion_ids=[[1]], **_trl_kwargs([12]))
     assert out == [1.0]
     assert fake_grading.calls[-1] == ([("so it is 12.", "12")], "last_number")
@@ -212,7 +213,7 @@ def test_answer_rule_and_int_golds_are_passed_to_grader(fake_grading):
 
 def test_exploration_callables_sum_to_exploration_reward(fake_grading):
     cfg = RewardConfig(format_reward=0.2, length_penalty=0.5, length_penalty_unit=10, length_penalty_mode="step")
-    funcs = R.build_reward_funcs("explore", cfg, StageConfig(mode="explore", steps=1, length_clip=20))
+    funcs = RF.build_reward_funcs("explore", cfg, StageConfig(mode="explore", steps=1, length_clip=20))
     assert [f.__name__ for f in funcs] == ["format", "answer", "length"]
     texts = ["t</think>\\boxed{1}", "t</think>\\boxed{2}", "no format 1"]
     ids = [[0] * 15, [0] * 21, [0] * 45]
@@ -229,7 +230,7 @@ def test_exploration_callables_sum_to_exploration_reward(fake_grading):
 
 def test_callables_pickle_round_trip(fake_grading):
     cfg = RewardConfig(shape="cosine", r=0.25)
-    funcs = [R.CompressionReward(cfg, 8), R.FormatReward(cfg), R.AnswerReward(cfg), R.LengthPenaltyReward(cfg, 8)]
+    funcs = [RF.CompressionReward(cfg, 8), RF.FormatReward(cfg), RF.AnswerReward(cfg), RF.LengthPenaltyReward(cfg, 8)]
     kw = _trl_kwargs(["3", "3"])
     args = dict(prompts=["q", "q"], completions=["x</think>\\boxed{3}", "y"], completion_ids=[[1] * 4, [1] * 12])
     for fn in funcs:
@@ -240,29 +241,29 @@ def test_callables_pickle_round_trip(fake_grading):
 
 
 def test_missing_inputs_raise_helpful_errors(fake_grading):
-    fn = R.CompressionReward(RewardConfig(), 8)
+    fn = RF.CompressionReward(RewardConfig(), 8)
     with pytest.raises(ValueError, match="completion_ids"):
         fn(prompts=["q"], completions=["a"], completion_ids=None, answer=["1"])
     with pytest.raises(ValueError, match="column 'answer'.*columns passed: solution"):
         fn(prompts=["q"], completions=["a"], completion_ids=[[1]], solution=["1"], trainer_state=None)
-    custom = R.AnswerReward(RewardConfig(), answer_key="solution")
+    custom = RF.AnswerReward(RewardConfig(), answer_key="solution")
     assert custom(prompts=["q"], completions=["\\boxed{1}"], completion_ids=[[1]], solution=["1"]) == [1.0]
 
 
 def test_build_reward_funcs_modes():
     cfg = RewardConfig()
     stage = StageConfig(mode="compress", steps=1, length_clip=64)
-    (comp,) = R.build_reward_funcs("compress", cfg, stage)
-    assert isinstance(comp, R.CompressionReward) and comp.length_clip == 64
-    (ent,) = R.build_reward_funcs("entangled", cfg, stage)
-    assert isinstance(ent, R.CompressionReward)
+    (comp,) = RF.build_reward_funcs("compress", cfg, stage)
+    assert isinstance(comp, RF.CompressionReward) and comp.length_clip == 64
+    (ent,) = RF.build_reward_funcs("entangled", cfg, stage)
+    assert isinstance(ent, RF.CompressionReward)
     with pytest.raises(ValueError, match="compress, explore, entangled"):
-        R.build_reward_funcs("grpo", cfg, stage)
+        RF.build_reward_funcs("grpo", cfg, stage)
 
 
 def test_real_grader_end_to_end():
     pytest.importorskip("egrc_lite.grading")
-    fn = R.CompressionReward(RewardConfig(shape="exponential", r=0.5), length_clip=100)
+    fn = RF.CompressionReward(RewardConfig(shape="exponential", r=0.5), length_clip=100)
     out = fn(
         prompts=["q"] * 3,
         completions=["2+2</think>The answer is \\boxed{4}.", "</think>\\boxed{5}", "no answer"],
