@@ -55,17 +55,21 @@ def _status_table(result: Any) -> Any:
     for entry in result.record["runs"]:
         note = f"{entry['phase']}: {entry['reason']}" if entry["status"] == "failed" else (entry.get("reason") or "")
         seconds = entry.get("seconds")
+        stage_evals = entry.get("stage_evals") or []
+        evals = (entry.get("eval") or "-") + (f" (+{len(stage_evals)} stage end)" if stage_evals else "")
         table.add_row(entry["name"], f"[{style.get(entry['status'], 'yellow')}]{entry['status']}[/]",
-                      entry.get("train") or "-", entry.get("eval") or "-",
+                      entry.get("train") or "-", evals,
                       f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "-", note)
     return table
 
 
 def _run(opts: dict[str, Any]) -> None:
     from egrc_lite.presets import DEFAULT_PRESET
-    from egrc_lite.sweep import plan_sweep
+    from egrc_lite.sweep import SweepError, plan_sweep
     from egrc_lite.ui import console
 
+    if opts["eval_stages"] and not opts["eval"]:
+        raise SweepError("--eval-stages needs --eval BENCHMARKS (what to evaluate the stage ends on)")
     presets = opts["preset"] or [DEFAULT_PRESET]
     plan = plan_sweep(presets, opts["grid"] or [], opts["overrides"] or [])
     out = opts["out"] or Path("runs") / f"sweep-{_slug(presets[0])}"
@@ -78,13 +82,15 @@ def _run(opts: dict[str, Any]) -> None:
             from egrc_lite.benchsets import parse_benchmarks
 
             names = ", ".join(parse_benchmarks(opts["eval"]))
-            console.print(f"evaluation: base + each run on {names} (limit {opts['limit'] or 'all'}, n {opts['n']}, "
-                          f"max tokens {opts['max_tokens'] or default_max_tokens(plan)}) -> {out / 'eval'}")
+            stages = " (and at the end of every stage but the last)" if opts["eval_stages"] else ""
+            console.print(f"evaluation: base + each run{stages} on {names} (limit {opts['limit'] or 'all'}, "
+                          f"n {opts['n']}, max tokens {opts['max_tokens'] or default_max_tokens(plan)}) -> {out / 'eval'}")
         else:
             from egrc_lite.sweep_run import prepare_eval
 
             spec = prepare_eval(plan, opts["eval"], n=opts["n"], limit=opts["limit"], max_tokens=opts["max_tokens"],
-                                batch_size=opts["batch_size"], data_dir=opts["data_dir"], backend=opts["eval_backend"])
+                                batch_size=opts["batch_size"], data_dir=opts["data_dir"], backend=opts["eval_backend"],
+                                stages=opts["eval_stages"])
     else:
         console.print("evaluation: none (--eval not given); the report shows training metrics only")
     if opts["dry_run"]:
@@ -144,6 +150,9 @@ def sweep(
                           "evaluation.")] = 8,
     eval_backend: Annotated[str, typer.Option("--eval-backend", help="Generation backend of the evaluation: hf "
                             "(transformers; CPU or GPU) or vllm (GPU, the gpu extra).")] = "hf",
+    eval_stages: Annotated[bool, typer.Option("--eval-stages", help="Also evaluate each run's adapter at the end "
+                           "of every stage but the last (eval/NAME@STAGE; report rows 'NAME (after STAGE)'), like "
+                           "the paper's Table 2 rows for exploration-first after exploration.")] = False,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of benchmark JSONL files (default "
                         "$EGRC_DATA_DIR, else ../shared/data beside the checkout, else the Hugging Face hub).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep directory (default runs/sweep-PRESET): "

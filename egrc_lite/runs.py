@@ -8,7 +8,7 @@ A run directory a person can read::
       metrics.jsonl     one row per optimiser step (append-only)
       samples.jsonl     sampled completions every train.sample_every steps
       state.json        schedule state: stage index, steps done, switch steps
-      stages/<i>-<name>/checkpoint-N/   trainer checkpoints of each stage
+      stages/<i>-<name>/checkpoint-N/   trainer checkpoints of each stage (the last one: the stage's end)
       adapter/          the final LoRA adapter (+ tokenizer)
 """
 
@@ -145,6 +145,17 @@ class RunDir:
     def is_finished(self) -> bool:
         state = self.read_state()
         return bool(state and state.get("finished"))
+
+    def stage_end_checkpoints(self) -> list[tuple[str, Path]]:
+        """``(stage name, checkpoint)`` for every finished stage but a finished run's last one: the
+        adapter as it was when that stage ended (the last stage's is ``adapter/``). A checkpoint
+        holds a PEFT adapter (``adapter_config.json``), so ``eval --adapter`` takes it as it is."""
+        state = self.read_state() or {}
+        index = {p.get("name"): p.get("config_index") for p in state.get("plan") or []}
+        done = [s for s in state.get("stages_done") or [] if index.get(s.get("name")) is not None]
+        if state.get("finished"):
+            done = done[:-1]
+        return [(s["name"], self.stage_dir(index[s["name"]], s["name"]) / f"checkpoint-{s['steps']}") for s in done]
 
 
 def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, str]:

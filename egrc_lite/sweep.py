@@ -16,6 +16,7 @@ A sweep directory a person can read::
       runs/<name>/            one run directory per combination (egrc_lite.runs); error.txt if it failed
       eval/base/              the base model (no adapter), evaluated once
       eval/<name>/            each combination's adapter, evaluated (egrc_lite.evaluation)
+      eval/<name>@<stage>/    with --eval-stages: its adapter at the end of that stage (all stages but the last)
       report.md               ACC, LEN, L-Acc per benchmark against the base; training metrics; failures
       accuracy_vs_length.png  one point per model and the Pareto front (with evaluation only)
 

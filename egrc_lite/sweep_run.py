@@ -35,6 +35,7 @@ class SweepEval:
     benchmarks: tuple[Any, ...]  # egrc_lite.benchsets.Benchmark
     settings: Any  # egrc_lite.evaluation.EvalSettings
     backend: str = "hf"
+    stages: bool = False  # also the adapter at the end of every stage but the last
 
     def settings_for(self, cfg: EgrcConfig) -> Any:
         return dataclasses.replace(self.settings, answer_rule=cfg.reward.answer_rule,
@@ -53,7 +54,7 @@ def _eval_model_section(cfg: EgrcConfig) -> dict[str, Any]:
 
 def prepare_eval(plan: SweepPlan, benchmarks: str, *, n: int = 4, limit: int | None = None,
                  max_tokens: int | None = None, batch_size: int = 8, data_dir: str | Path | None = None,
-                 backend: str = "hf", seed: int = 0) -> SweepEval:
+                 backend: str = "hf", seed: int = 0, stages: bool = False) -> SweepEval:
     """Load the benchmarks and fix the sampling settings (fails before any training starts)."""
     from egrc_lite.benchsets import load_benchmark, parse_benchmarks
     from egrc_lite.evaluation import EvalSettings
@@ -68,7 +69,7 @@ def prepare_eval(plan: SweepPlan, benchmarks: str, *, n: int = 4, limit: int | N
     settings = EvalSettings(n=n, max_tokens=max_tokens or default_max_tokens(plan), batch_size=batch_size,
                             limit=limit, seed=seed)
     benches = tuple(load_benchmark(name, data_dir=data_dir, limit=limit) for name in parse_benchmarks(benchmarks))
-    return SweepEval(benches, settings, backend)
+    return SweepEval(benches, settings, backend, stages)
 
 
 def _eval_complete(out_dir: Path, spec: SweepEval, settings: Any, adapter: str | None) -> bool:
@@ -108,6 +109,23 @@ def evaluate_model(cfg: EgrcConfig, adapter: Path | None, out_dir: Path, spec: S
     return "evaluated"
 
 
+def stage_eval_name(run: str, stage: str) -> str:
+    """Folder under ``eval/`` of a run's adapter at the end of ``stage``."""
+    return f"{run}@{stage}"
+
+
+def evaluate_stage_ends(combo: Combination, run_dir: RunDir, out: Path, spec: SweepEval, base_dir: Path | None,
+                        progress: Any = None) -> list[dict[str, Any]]:
+    """Evaluate the adapter at the end of every stage but the last (the paper's Table 2 evaluates its
+    exploration-first run after exploration too); one record per stage."""
+    done = []
+    for stage, checkpoint in run_dir.stage_end_checkpoints():
+        eval_dir = out / "eval" / stage_eval_name(combo.name, stage)
+        how = evaluate_model(combo.config, checkpoint, eval_dir, spec, base_dir, progress)
+        done.append({"stage": stage, "checkpoint": str(checkpoint), "eval_dir": str(eval_dir), "eval": how})
+    return done
+
+
 # ---------------------------------------------------------------------------------------- execution
 
 @dataclass
@@ -135,13 +153,15 @@ def _initial_record(plan: SweepPlan, out: Path, spec: SweepEval | None) -> dict[
     if spec is not None:
         evaluation = {**{k: getattr(spec.settings, k) for k in ("n", "max_tokens", "temperature", "top_p", "seed",
                                                                 "limit", "batch_size")},
-                      "benchmarks": {b.name: b.source for b in spec.benchmarks}, "backend": spec.backend}
+                      "benchmarks": {b.name: b.source for b in spec.benchmarks}, "backend": spec.backend,
+                      "stages": spec.stages}
     return {
         "presets": list(plan.presets), "sets": list(plan.sets), "grid": {a.key: list(a.values) for a in plan.axes},
         "eval": evaluation,
         "base": None if spec is None else {"status": "pending", "reason": None, "eval_dir": str(out / "eval" / BASE)},
         "runs": [{"name": c.name, "values": dict(c.assignments), "presets": c.presets, "overrides": c.sets,
                   "status": "pending", "phase": None, "reason": None, "train": None, "eval": None, "seconds": None,
+                  "stage_evals": [],
                   "run_dir": str(out / "runs" / c.name),
                   "eval_dir": str(out / "eval" / c.name) if spec is not None else None} for c in plan.runs],
         "report": str(out / REPORT_MD), "plot": None, "updated": None,
@@ -191,19 +211,22 @@ def _run_one(combo: Combination, entry: dict[str, Any], out: Path, spec: SweepEv
              train_progress: Any, eval_progress: Any) -> None:
     run_dir = RunDir(out / "runs" / combo.name)
     t0 = time.perf_counter()
-    entry.update(status="running", phase="train", reason=None, train=None, eval=None)
+    entry.update(status="running", phase="train", reason=None, train=None, eval=None, stage_evals=[])
     try:
         entry["train"] = train_combination(combo, run_dir, train_progress)
         if spec is not None:
             entry["phase"] = "eval"
             entry["eval"] = evaluate_model(combo.config, run_dir.adapter_dir, out / "eval" / combo.name, spec,
                                            base_dir, eval_progress)
+            if spec.stages:
+                entry["stage_evals"] = evaluate_stage_ends(combo, run_dir, out, spec, base_dir, eval_progress)
     except Exception as err:  # noqa: BLE001 - a failed combination is recorded and the sweep goes on
         entry.update(status="failed", reason=one_line(err), seconds=round(time.perf_counter() - t0, 1))
         _write_error(run_dir, err)
         logger.warning("combination %s failed in %s: %s", combo.name, entry["phase"], entry["reason"])
         return
-    idle = entry["train"] == "reused" and entry["eval"] in (None, "reused")
+    idle = entry["train"] == "reused" and entry["eval"] in (None, "reused") and all(
+        e["eval"] == "reused" for e in entry["stage_evals"])
     entry.update(status="skipped" if idle else "done", phase=None, seconds=round(time.perf_counter() - t0, 1))
     (run_dir.path / ERROR_TXT).unlink(missing_ok=True)
 
@@ -276,7 +299,8 @@ def training_summary(run_dir: Path, window: int = 4) -> dict[str, Any] | None:
 
 
 def build_comparison(out: Path, record: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """The Table 1 layout for the base and every evaluated combination, and the loaded summaries."""
+    """The Table 1 layout for the base and every evaluated combination (its stage ends first, with
+    ``--eval-stages``), and the loaded summaries."""
     from egrc_lite.evaluation import EvalError
     from egrc_lite.report import ModelSummary, build_report, load_model
 
@@ -292,9 +316,13 @@ def build_comparison(out: Path, record: dict[str, Any]) -> tuple[Any, list[Any]]
     base = base or ModelSummary(f"{BASE} (not evaluated)", {"benchmarks": {}})
     models = []
     for entry in record["runs"]:
-        m = load(entry["eval_dir"], entry["name"]) if entry["status"] in ok and entry.get("eval_dir") else None
-        if m is not None:
-            models.append(dataclasses.replace(m, run_dir=Path(entry["run_dir"])))
+        if entry["status"] not in ok or not entry.get("eval_dir"):
+            continue
+        rows = [(e["eval_dir"], f"{entry['name']} (after {e['stage']})") for e in entry.get("stage_evals") or []]
+        for eval_dir, label in [*rows, (entry["eval_dir"], entry["name"])]:
+            m = load(eval_dir, label)
+            if m is not None:
+                models.append(dataclasses.replace(m, run_dir=Path(entry["run_dir"])))
     return build_report(base, models), [base, *models]
 
 
@@ -333,7 +361,9 @@ def write_report(plan: SweepPlan, out: Path, record: dict[str, Any], spec: Sweep
         s = record["eval"]
         parts.append(f"Evaluation: {', '.join(s['benchmarks'])} (limit {s['limit'] or 'all'}, n {s['n']}, max tokens "
                      f"{s['max_tokens']}, temperature {s['temperature']}, top-p {s['top_p']}, backend {s['backend']}); "
-                     f"base: {plan.base.model.name_or_path} without adapter.\n")
+                     f"base: {plan.base.model.name_or_path} without adapter"
+                     + ("; rows 'NAME (after STAGE)': the adapter at the end of that stage" if s.get("stages") else "")
+                     + ".\n")
         report, _ = build_comparison(out, record)
         if record["base"]["status"] == "failed":
             parts.append(f"**The base evaluation failed** ({record['base']['reason']}): no L-Acc.\n")

@@ -141,6 +141,7 @@ def test_eval_refuses_a_grid_that_changes_the_base_model():
     (["--grid", "schedule.stages.explor.steps=1,2"], "'explor' names no item"),
     (["--grid", "reward.shape=linear,cubic"], "combination shape=cubic"),
     (["--grid", "reward.shape=linear", "--eval", "aime99"], "unknown benchmark 'aime99'"),
+    (["--grid", "reward.shape=linear", "--eval-stages"], "--eval-stages needs --eval BENCHMARKS"),
 ])
 def test_user_mistakes_are_one_line_errors(tmp_path, args, message):
     result = _sweep("--preset", "smoke", *args, "--out", str(tmp_path / "sw"))
@@ -332,3 +333,46 @@ def test_smoke_sweep_2x2_end_to_end_with_resume_and_a_failing_combination(tmp_pa
     assert "mini_bench L-Acc" in report and "![accuracy vs length](accuracy_vs_length.png)" in report
     assert (out / "accuracy_vs_length.png").read_bytes()[:4] == b"\x89PNG"
     assert "ACC / LEN / L-Acc against base" in third.output
+
+
+def test_eval_stages_adds_the_adapter_at_each_stage_end_like_table_2(tmp_path):
+    """Stage order as the axis, as in the paper's Table 2: each run is also evaluated after its first stage."""
+    out = tmp_path / "sw"
+    args = ["--preset", "smoke", "--grid", "schedule.order=[compress, explore],[explore, compress]", *FAST, *EVAL,
+            "--eval-stages", "--out", str(out)]
+    first = _sweep(*args)
+    assert first.exit_code == 0, first.output
+    status = _status(out)
+    assert len(status) == 2
+    for name, entry in status.items():
+        run = RunDir(out / "runs" / name)
+        first_stage = yaml.safe_load(run.config_path.read_text())["schedule"]["order"][0]
+        [stage_eval] = entry["stage_evals"]
+        assert stage_eval["stage"] == first_stage and stage_eval["eval"] == "evaluated"
+        checkpoint = Path(stage_eval["checkpoint"])
+        assert checkpoint.parent.parent == run.stages_dir and (checkpoint / "adapter_config.json").is_file()
+        summary = json.loads((out / "eval" / f"{name}@{first_stage}" / "summary.json").read_text())
+        assert summary["adapter"] == str(checkpoint.resolve())
+    report = (out / "report.md").read_text()
+    rows = [line.split(" | ")[0][2:] for line in report.split("## Runs")[0].splitlines()
+            if line.startswith("| ") and "mini_bench" not in line]
+    names = list(status)
+    assert rows[:5] == ["base", f"{names[0]} (after compress)", names[0], f"{names[1]} (after explore)", names[1]]
+    assert "rows 'NAME (after STAGE)'" in report
+    again = _sweep(*args)  # everything finished: nothing is trained or evaluated again
+    assert again.exit_code == 0, again.output
+    assert {e["status"] for e in _status(out).values()} == {"skipped"}
+    assert all(e["stage_evals"][0]["eval"] == "reused" for e in _status(out).values())
+
+
+def test_stage_end_checkpoints_of_finished_and_unfinished_runs(tmp_path):
+    run = RunDir(tmp_path / "r")
+    plan = [{"name": "explore", "config_index": 1}, {"name": "compress", "config_index": 0}]
+    done = [{"name": "explore", "steps": 3}, {"name": "compress", "steps": 2}]
+    run.write_state({"finished": True, "plan": plan, "stages_done": done})
+    assert run.stage_end_checkpoints() == [("explore", run.stages_dir / "1-explore" / "checkpoint-3")]
+    run.write_state({"finished": False, "plan": plan, "stages_done": done[:1]})
+    assert run.stage_end_checkpoints() == [("explore", run.stages_dir / "1-explore" / "checkpoint-3")]
+    run.write_state({"finished": False, "plan": plan, "stages_done": []})
+    assert run.stage_end_checkpoints() == []
+    assert RunDir(tmp_path / "none").stage_end_checkpoints() == []
