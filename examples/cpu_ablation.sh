@@ -30,7 +30,7 @@ with open(sys.argv[1], "w", encoding="utf-8") as fh:
         fh.write(json.dumps({"id": f"arith-eval-{i}", "problem": p.problem, "answer": p.answer}) + "\n")
 PY
 
-# The embedded default (compression 32 steps at clip 192, exploration 8 steps) shortened to 8 + 2 steps.
+# The embedded default (compression 24 steps at clip 192, exploration 6 steps) shortened to 8 + 2 steps.
 egrc-lite sweep --preset default \
   --grid schedule.stages.compress.length_clip=96,192 \
   --grid reward.shape=exponential,linear \

@@ -193,6 +193,29 @@ def test_zero_reward_step_leaves_adapter_bit_identical(tmp_path, monkeypatch, sk
     assert step2["loss"] == 0.0 and math.isfinite(step2["grad_norm"])
 
 
+# ---------------------------------------------------------------------------- gradient accumulation
+
+
+def test_gradient_accumulation_gives_the_same_update(tmp_path):
+    """train.gradient_accumulation_steps (the memory knob) splits one step's completions into micro-batches
+    without changing the update: the loss is normalised by the kept tokens of the whole step. The kept
+    samples all sit in the first half, so a per-micro-batch normaliser would double their gradient."""
+    rewards = [[0.5, 0.3, 0.9, 0.2, 0.0, 0.0, 0.0, 0.0]]
+    after = {}
+    for accum in (1, 2, 4):
+        torch.manual_seed(0)  # the same LoRA initialisation and samples in every arm
+        cfg = tiny_cfg(train={"gradient_accumulation_steps": accum, "optim": "sgd"})
+        trainer, model, _ = _trainer(tmp_path / str(accum), "compress", rewards, cfg=cfg)
+        before = lora_state(model)
+        trainer.train()
+        after[accum] = lora_state(model)
+    update = max((after[1][n] - before[n]).abs().max().item() for n in before)
+    assert update > 1e-5
+    for accum in (2, 4):
+        diff = max((after[1][n] - after[accum][n]).abs().max().item() for n in before)
+        assert diff < 1e-3 * update, (accum, diff, update)
+
+
 # ---------------------------------------------------------------------------- temperature
 
 
