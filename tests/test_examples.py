@@ -14,6 +14,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 @pytest.mark.parametrize("script, runs, expect", [
     ("cpu_ablation.sh", 4, "lc=192_shape=linear"),
+    ("cpu_stage_order.sh", 2, "(and at the end of every stage but the last)"),
     ("r1_1.5b_ablation.sh", 6, "(and at the end of every stage but the last)"),
 ])
 def test_example_script_plans_its_sweep(tmp_path, script, runs, expect):
