@@ -28,6 +28,7 @@ def _slug(preset: str) -> str:
 
 
 def _plan_table(plan: Any) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     from egrc_lite.sweep import config_diff
@@ -42,12 +43,13 @@ def _plan_table(plan: Any) -> Any:
         lines = [f"{k}: {_show(old)} -> {_show(new)}" for k, old, new in diff[:MAX_DIFFS_SHOWN]]
         if len(diff) > MAX_DIFFS_SHOWN:
             lines.append(f"... and {len(diff) - MAX_DIFFS_SHOWN} more")
-        table.add_row(str(i), combo.name, "\n".join(f"{k}={v}" for k, v in combo.assignments),
-                      "\n".join(lines) or "(same as the base)")
+        table.add_row(str(i), escape(combo.name), escape("\n".join(f"{k}={v}" for k, v in combo.assignments)),
+                      escape("\n".join(lines) or "(same as the base)"))  # values like [a, b] are not markup
     return table
 
 
 def _status_table(result: Any) -> Any:
+    from rich.markup import escape
     from rich.table import Table
 
     table = Table("run", "status", "train", "eval", "time", "note", title="combinations")
@@ -57,9 +59,9 @@ def _status_table(result: Any) -> Any:
         seconds = entry.get("seconds")
         stage_evals = entry.get("stage_evals") or []
         evals = (entry.get("eval") or "-") + (f" (+{len(stage_evals)} stage end)" if stage_evals else "")
-        table.add_row(entry["name"], f"[{style.get(entry['status'], 'yellow')}]{entry['status']}[/]",
+        table.add_row(escape(entry["name"]), f"[{style.get(entry['status'], 'yellow')}]{entry['status']}[/]",
                       entry.get("train") or "-", evals,
-                      f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "-", note)
+                      f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "-", escape(note))
     return table
 
 
@@ -102,6 +104,8 @@ def _run(opts: dict[str, Any]) -> None:
 def _execute(plan: Any, out: Path, spec: Any) -> None:
     from transformers.utils import logging as hf_logging
 
+    from rich.markup import escape
+
     from egrc_lite.cli_eval import _EvalProgressBar
     from egrc_lite.report import to_rich
     from egrc_lite.sweep_run import run_sweep
@@ -111,7 +115,7 @@ def _execute(plan: Any, out: Path, spec: Any) -> None:
     display, bar = LiveTrainingDisplay(console), _EvalProgressBar(console)
     try:
         result = run_sweep(plan, out, spec, train_progress=display, eval_progress=bar,
-                           notify=lambda line: console.print(f"[bold]sweep[/] {line}", highlight=False))
+                           notify=lambda line: console.print(f"[bold]sweep[/] {escape(line)}", highlight=False))
     finally:
         display.end_stage()
         bar.close()

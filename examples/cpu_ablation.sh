@@ -23,13 +23,7 @@ OUT=${OUT:-runs/cpu-ablation}
 mkdir -p "$OUT"
 
 # Held-out evaluation problems: the same generator as the training data, another seed.
-python - "$OUT/arith_eval.jsonl" <<'PY'
-import json, sys
-from egrc_lite.data import arithmetic_problems
-with open(sys.argv[1], "w", encoding="utf-8") as fh:
-    for i, p in enumerate(arithmetic_problems(32, seed=20240)):
-        fh.write(json.dumps({"id": f"arith-eval-{i}", "problem": p.problem, "answer": p.answer}) + "\n")
-PY
+python "$(dirname "$0")/arith_eval.py" "$OUT/arith_eval.jsonl" 32 20240
 
 # The embedded default (compression 24 steps at clip 192, exploration 6 steps) shortened to 8 + 2 steps.
 egrc-lite sweep --preset default \

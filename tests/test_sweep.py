@@ -342,6 +342,7 @@ def test_eval_stages_adds_the_adapter_at_each_stage_end_like_table_2(tmp_path):
             "--eval-stages", "--out", str(out)]
     first = _sweep(*args)
     assert first.exit_code == 0, first.output
+    assert "(schedule.order=[compress," in first.output  # list values are printed, not taken for markup
     status = _status(out)
     assert len(status) == 2
     for name, entry in status.items():
