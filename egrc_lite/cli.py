@@ -6,16 +6,15 @@ with status 2; no traceback.
 
 from __future__ import annotations
 
-import functools
 import logging
 import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from egrc_lite import __version__
+from egrc_lite.ui import user_errors
 
 app = typer.Typer(
     name="egrc-lite",
@@ -37,31 +36,6 @@ PresetOpt = Annotated[
     typer.Option("--preset", "-p", help="Preset name (see `egrc-lite presets list`) or a .yaml path; repeat to "
                  "compose, e.g. --preset r1-1.5b --preset ablations/lc2048. Default: the embedded CPU demo 'default'."),
 ]
-
-
-def user_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn the library's user-facing errors into one line on stderr and exit status 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from egrc_lite.errors import USER_ERRORS
-
-        try:
-            return fn(*args, **kwargs)
-        except USER_ERRORS as err:
-            from egrc_lite.ui import err_console
-
-            from rich.markup import escape
-
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-            raise typer.Exit(2) from None
-        except KeyboardInterrupt:
-            from egrc_lite.ui import err_console
-
-            err_console.print("interrupted; finished work is saved (rerun with --resume to continue)")
-            raise typer.Exit(130) from None
-
-    return wrapper
 
 
 def _version(value: bool) -> None:
@@ -266,7 +240,7 @@ def _register_commands() -> None:
     app.command(help=report.__doc__)(user_errors(report))
     app.command(help=merge.__doc__)(user_errors(merge))
     app.command(help=analyze.__doc__)(user_errors(analyze))
-    app.command(help=sweep.__doc__)(user_errors(sweep))
+    app.command(help=sweep.__doc__)(sweep)  # has its own user_errors (another interrupt message)
 
 
 _register_commands()

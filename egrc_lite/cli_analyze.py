@@ -122,14 +122,6 @@ def _run_answer_rule(adapter: Path | None) -> str | None:
         return None
 
 
-def _default_out(model: str, adapter: Path | None) -> Path:
-    if adapter is not None and adapter.name == "adapter":
-        return adapter.parent / "analysis"
-    name = adapter.name if adapter is not None else model
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-")
-    return Path("runs") / f"analysis-{slug or 'model'}"
-
-
 def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]) -> None:
     from egrc_lite.analysis_run import AnalysisSettings, analyze_model
     from egrc_lite.cli_eval import _eval_model  # model section + adapter dir, reading a run's config when needed
@@ -153,7 +145,9 @@ def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]
     connectors = None
     if opts["connectors"] is not None:
         connectors = [w.strip() for w in opts["connectors"].split(",") if w.strip()]
-    out = opts["out"] or _default_out(cfg.model.name_or_path, adapter)
+    from egrc_lite.runs import default_out_dir
+
+    out = opts["out"] or default_out_dir("analysis", cfg.model.name_or_path, adapter)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

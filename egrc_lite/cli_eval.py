@@ -105,14 +105,6 @@ def _eval_model(model: str | None, adapter: Path | None) -> tuple[dict[str, Any]
     return {"name_or_path": base}, adapter
 
 
-def _default_eval_out(model: str, adapter: Path | None) -> Path:
-    if adapter is not None and adapter.name == "adapter":
-        return adapter.parent / "eval"
-    name = adapter.name if adapter is not None else model
-    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-")
-    return Path("runs") / f"eval-{slug or 'model'}"
-
-
 def eval_command(
     model: ModelOpt = None,
     adapter: Annotated[Optional[Path], typer.Option("--adapter", help="A LoRA adapter directory (or a run "
@@ -160,7 +152,9 @@ def eval_command(
     if base is not None:
         read_summary(base)  # fail before loading anything
     benches = [load_benchmark(name, data_dir=data_dir, limit=limit) for name in parse_benchmarks(benchmarks)]
-    out_dir = out or _default_eval_out(cfg.model.name_or_path, adapter)
+    from egrc_lite.runs import default_out_dir
+
+    out_dir = out or default_out_dir("eval", cfg.model.name_or_path, adapter)
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()

@@ -13,6 +13,8 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from egrc_lite.ui import user_errors
+
 MAX_DIFFS_SHOWN = 6
 
 
@@ -132,6 +134,7 @@ def _execute(plan: Any, out: Path, spec: Any) -> None:
         raise typer.Exit(1)
 
 
+@user_errors(interrupted="interrupted; finished runs and samples are saved: rerun the same command to continue")
 def sweep(
     preset: Annotated[Optional[list[str]], typer.Option("--preset", "-p", help="Base preset (name or .yaml path); "
                       "repeat to compose left to right, e.g. --preset r1-1.5b --preset ablations/auto-switch. "
@@ -173,19 +176,4 @@ def sweep(
     """
     opts = dict(locals())
     opts["eval"] = opts.pop("eval_benchmarks")
-    from egrc_lite.errors import USER_ERRORS
-
-    try:
-        _run(opts)
-    except USER_ERRORS as err:
-        from rich.markup import escape
-
-        from egrc_lite.ui import err_console
-
-        err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
-        raise typer.Exit(2) from None
-    except KeyboardInterrupt:
-        from egrc_lite.ui import err_console
-
-        err_console.print("interrupted; finished runs and samples are saved: rerun the same command to continue")
-        raise typer.Exit(130) from None
+    _run(opts)

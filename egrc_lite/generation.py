@@ -184,23 +184,29 @@ class HFGenerator:
         return samples
 
 
+def load_model_tokenizer(cfg: EgrcConfig) -> tuple[str, str, Any]:
+    """``(local path, source description, tokenizer)`` of the model of ``cfg``, for a generation backend;
+    loading problems become one-line :class:`GenerationError` s."""
+    from egrc_lite.backends import BackendError
+    from egrc_lite.backends.hf import load_tokenizer, resolve_model_source
+
+    try:
+        path, source = resolve_model_source(cfg)
+        return path, source, load_tokenizer(path, cfg)
+    except BackendError as err:
+        raise GenerationError(str(err)) from None
+    except OSError as err:
+        raise GenerationError(f"could not load the tokenizer of '{cfg.model.name_or_path}': "
+                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+
+
 def _load_hf(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = 8,
              device: str | None = None) -> HFGenerator:
     """Load the base model of ``cfg`` (and ``adapter`` on top, merged) for generation."""
     import torch
     from transformers import AutoModelForCausalLM
 
-    from egrc_lite.backends import BackendError
-    from egrc_lite.backends.hf import load_tokenizer, resolve_model_source
-
-    try:
-        path, source = resolve_model_source(cfg)
-        tokenizer = load_tokenizer(path, cfg)
-    except BackendError as err:
-        raise GenerationError(str(err)) from None
-    except OSError as err:
-        raise GenerationError(f"could not load the tokenizer of '{cfg.model.name_or_path}': "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    path, source, tokenizer = load_model_tokenizer(cfg)
     dtype = "auto" if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
     kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.revision and path == cfg.model.name_or_path:

@@ -158,6 +158,19 @@ class RunDir:
         return [(s["name"], self.stage_dir(index[s["name"]], s["name"]) / f"checkpoint-{s['steps']}") for s in done]
 
 
+def default_out_dir(kind: str, model: str, adapter: Path | None) -> Path:
+    """Where a command writes by default: ``<run>/<kind>`` for a run's ``adapter/`` folder, else
+    ``runs/<kind>-<adapter or model name>`` with characters unsafe in a folder name replaced by ``-``.
+
+    >>> default_out_dir("eval", "org/My Model", None).as_posix(), default_out_dir("eval", "m", Path("r/adapter")).as_posix()
+    ('runs/eval-org-My-Model', 'r/eval')
+    """
+    if adapter is not None and adapter.name == "adapter":
+        return adapter.parent / kind
+    name = adapter.name if adapter is not None else model
+    slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-")
+    return Path("runs") / f"{kind}-{slug or 'model'}"
+
 def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (missing ones left out)."""
     versions = {}

@@ -184,20 +184,6 @@ class _Runner:
         })
 
 
-def _load_adapter_weights(model: Any, checkpoint: str) -> None:
-    """Copy a checkpoint's adapter weights into ``model`` (stage boundary on resume)."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    path = Path(checkpoint) / "adapter_model.safetensors"
-    if not path.is_file():
-        raise FileNotFoundError(f"{checkpoint} holds no adapter_model.safetensors; cannot resume from it")
-    result = set_peft_model_state_dict(model, load_file(str(path)))
-    unexpected = getattr(result, "unexpected_keys", None)
-    if unexpected:
-        raise RuntimeError(f"adapter in {checkpoint} does not match the model: unexpected keys {unexpected[:3]}")
-
-
 def save_adapter(model: Any, tokenizer: Any, target: Path) -> None:
     """Save the PEFT adapter and tokenizer to ``target``, replacing it atomically (temp dir + rename)."""
     tmp = target.with_name(f".{target.name}.tmp")
@@ -365,6 +351,13 @@ def _train_stage(runner: _Runner, trainer: Any, resume_from: str | None) -> None
     if runner.schedule.stage_index == index:
         raise RuntimeError(f"stage {stage.name} stopped after {runner.schedule.stage_step} of {stage.steps} "
                            "steps without finishing (see the log above)")
+
+
+def _load_adapter_weights(model: Any, checkpoint: str) -> None:
+    """Copy a checkpoint's adapter weights into ``model`` (stage boundary on resume)."""
+    from egrc_lite.backends.hf import copy_adapter_weights
+
+    copy_adapter_weights(model, checkpoint, f"checkpoint {checkpoint}")
 
 
 def _finished_summary(run_dir: RunDir, runner: _Runner) -> dict[str, Any]:

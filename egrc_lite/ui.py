@@ -5,9 +5,13 @@ Only the CLI uses this module; library code logs through ``logging``.
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
+import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 console = Console()
@@ -68,3 +72,28 @@ class LiveTrainingDisplay:
 
     def message(self, text: str) -> None:
         self.console.print(text)
+
+
+INTERRUPTED = "interrupted; finished work is saved (rerun with --resume to continue)"
+
+
+def user_errors(fn: Callable[..., Any] | None = None, *, interrupted: str = INTERRUPTED) -> Any:
+    """Turn the library's user-facing errors into one line on stderr and exit status 2, and Ctrl-C
+    into the line ``interrupted`` and status 130. ``@user_errors`` or ``@user_errors(interrupted=...)``."""
+    if fn is None:
+        return functools.partial(user_errors, interrupted=interrupted)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        from egrc_lite.errors import USER_ERRORS
+
+        try:
+            return fn(*args, **kwargs)
+        except USER_ERRORS as err:
+            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            raise typer.Exit(2) from None
+        except KeyboardInterrupt:
+            err_console.print(interrupted)
+            raise typer.Exit(130) from None
+
+    return wrapper

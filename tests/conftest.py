@@ -27,3 +27,15 @@ def shared() -> Path:
     if found is None:
         pytest.skip("../shared is not present")
     return found
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """Tiny models are overhead-bound: one torch thread is as fast and immune to a busy machine.
+    A module uses it with ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

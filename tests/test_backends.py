@@ -15,12 +15,7 @@ from egrc_lite.config import EgrcConfig, TinyModelConfig
 from egrc_lite.errors import EgrcError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # ---------------------------------------------------------------------------- resolve_backend

@@ -10,7 +10,6 @@ import json
 from pathlib import Path
 
 import pytest
-import torch
 import typer
 import yaml
 from typer.testing import CliRunner
@@ -46,13 +45,7 @@ def _main() -> None:
 runner = CliRunner()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model is overhead-bound: one thread is as fast and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _sweep(*args: str):

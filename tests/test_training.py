@@ -25,13 +25,7 @@ from egrc_lite.runs import RunDir
 REPO = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tiny model is overhead-bound: one thread is as fast and immune to a busy machine."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _merge(base: dict, over: dict) -> dict:

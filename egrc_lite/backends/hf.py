@@ -202,3 +202,18 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     else:
         peft_model = get_peft_model(model, lora_config(cfg))
     return peft_model, tokenizer, source
+
+
+def copy_adapter_weights(model: Any, folder: str | Path, what: str) -> None:
+    """Copy the LoRA weights saved in ``folder`` (``adapter_model.safetensors``) into the same-shaped
+    adapter of ``model``; ``what`` names the folder in errors (e.g. ``--init-adapter runs/x/adapter``)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    weights = Path(folder) / "adapter_model.safetensors"
+    if not weights.is_file():
+        raise BackendError(f"{what}: no adapter_model.safetensors there")
+    result = set_peft_model_state_dict(model, load_file(str(weights)))
+    unexpected = getattr(result, "unexpected_keys", None)
+    if unexpected:
+        raise BackendError(f"{what} does not fit the model: unexpected keys {unexpected[:3]}")

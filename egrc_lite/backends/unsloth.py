@@ -147,23 +147,12 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     peft_model = FastLanguageModel.get_peft_model(model, bias="none", use_gradient_checkpointing=checkpointing,
                                                   random_state=cfg.train.seed, **lora)
     if init_adapter:
-        _load_adapter(peft_model, Path(init_adapter).expanduser())
-        source += f" + adapter:{Path(init_adapter).expanduser().resolve()}"
+        from egrc_lite.backends.hf import copy_adapter_weights
+
+        adapter = Path(init_adapter).expanduser()
+        copy_adapter_weights(peft_model, adapter, f"--init-adapter {adapter}")
+        source += f" + adapter:{adapter.resolve()}"
     return peft_model, tokenizer, f"{source} [unsloth{', 4-bit' if cfg.model.load_in_4bit else ''}]"
-
-
-def _load_adapter(model: Any, adapter: Path) -> None:
-    """Copy a saved adapter's weights into the freshly wrapped (same-shaped) LoRA of ``model``."""
-    from peft import set_peft_model_state_dict
-    from safetensors.torch import load_file
-
-    weights = adapter / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise BackendError(f"--init-adapter {adapter}: no adapter_model.safetensors there")
-    result = set_peft_model_state_dict(model, load_file(str(weights)))
-    unexpected = getattr(result, "unexpected_keys", None)
-    if unexpected:
-        raise BackendError(f"--init-adapter {adapter} does not fit the model: unexpected keys {unexpected[:2]}")
 
 
 def grpo_config_overrides(cfg: EgrcConfig, stage: StageConfig) -> dict[str, Any]:

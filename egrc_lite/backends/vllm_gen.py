@@ -25,7 +25,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from egrc_lite.backends import GPU_EXTRA
-from egrc_lite.generation import THINK_CLOSE, GenerationError, Messages, Sample, think_token_count
+from egrc_lite.generation import (
+    THINK_CLOSE, GenerationError, Messages, Sample, load_model_tokenizer, think_token_count,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -138,17 +140,7 @@ def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, b
     """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request."""
     if importlib.util.find_spec("vllm") is None:
         raise GenerationError(VLLM_MISSING)
-    from egrc_lite.backends import BackendError
-    from egrc_lite.backends.hf import load_tokenizer, resolve_model_source
-
-    try:
-        path, source = resolve_model_source(cfg)
-        tokenizer = load_tokenizer(path, cfg)
-    except BackendError as err:
-        raise GenerationError(str(err)) from None
-    except OSError as err:
-        raise GenerationError(f"could not load the tokenizer of '{cfg.model.name_or_path}': "
-                              f"{str(err).splitlines()[0] if str(err) else type(err).__name__}") from None
+    path, source, tokenizer = load_model_tokenizer(cfg)
     kwargs: dict[str, Any] = {"model": path, "tokenizer": cfg.model.tokenizer or path, "dtype": cfg.model.dtype,
                               "seed": 0, "trust_remote_code": cfg.model.trust_remote_code}
     if cfg.model.revision and path == cfg.model.name_or_path:
