@@ -2,7 +2,7 @@
 # A small ablation on the CPU demo: length clip (96 vs 192 tokens) x reward shape (exponential vs linear),
 # four runs of SmolLM2-135M-Instruct on generated arithmetic word problems, each evaluated (and the
 # untrained base model once) on 32 held-out problems, then compared in one report.
-# Hardware: any CPU; 2 cores and 8 GB of memory (the default preset's accumulation keeps training near 4.5 GB;
+# Hardware: any CPU; 2 cores and likely 8 GB of memory (the default preset's accumulation kept 2 steps at 4.5 GB;
 #           the README's run, made before that setting, peaked at 13.5 GB). No GPU, no network (after the install).
 # Time: measured 55 min on 2 otherwise idle cores (base evaluation 5 min; each run 10-15 min: 10 optimiser
 #       steps of ~40 s, then 64 samples of up to 256 tokens); rerunning the script skips what is finished and

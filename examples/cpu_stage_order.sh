@@ -2,7 +2,8 @@
 # Stage order on the CPU demo, the first block of the paper's Table 2: compression then exploration (the
 # method) against exploration then compression, each run also evaluated at the end of its first stage
 # (--eval-stages), and the untrained base model once, on the 32 held-out problems of cpu_ablation.sh.
-# Hardware: any CPU; 2 cores and 8 GB of memory. No GPU, no network (after the install).
+# Hardware: any CPU; 2 cores and likely 8 GB of memory (training steps measured at 4.5 GB by benchmarks/train_memory.py;
+#           this run's own peak was not recorded). No GPU, no network (after the install).
 # Time: measured 39.5 min on 2 otherwise idle cores (2 runs of 8 compression + 2 exploration steps of
 #       ~40 s, 4 evaluations of 64 samples of up to 256 tokens at 4-5 min each), with the base evaluation
 #       reused from $ABLATION/eval/base (cpu_ablation.sh, same evaluation settings; 5 more min without it).
