@@ -143,7 +143,7 @@ def run_length(model: Any, tokenizer: Any, dataset: Any, tiny: bool, length: int
                steps: int, cuda: bool) -> dict[str, Any]:
     import torch
 
-    from egrc_lite.training import build_trainer
+    from egrc_lite.train.trainer import build_trainer
 
     cfg, stage = make_config(tiny, length, group, prompts)
     stage = stage.model_copy(update={"steps": steps})

@@ -116,8 +116,8 @@ def vllm_check(work: Path) -> None:
     from transformers import AutoModelForCausalLM
 
     from egrc_lite.backends.hf import resolve_model_source
-    from egrc_lite.backends.vllm_gen import VLLMGenerator
-    from egrc_lite.generation import get_generator
+    from egrc_lite.generate.vllm import VLLMGenerator
+    from egrc_lite.generate import get_generator
 
     cfg = _model_config()
     path, _ = resolve_model_source(cfg)

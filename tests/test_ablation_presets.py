@@ -60,7 +60,7 @@ def test_entangled_baseline_is_one_entangled_stage(base):
     changed = diff(plain, ent)
     assert changed == {"schedule.stages.0.mode": "entangled", "schedule.stages.0.name": "entangled",
                        "schedule.stages.1.steps": 0}
-    from egrc_lite.schedule import plan_stages
+    from egrc_lite.train.schedule import plan_stages
 
     assert [(p.mode, p.steps) for p in plan_stages(ent.schedule)] == [("entangled", plain.schedule.stages[0].steps)]
 

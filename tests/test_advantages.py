@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from egrc_lite import advantages as A
+from egrc_lite.train import advantages as A
 
 
 def _t(values):

@@ -12,13 +12,13 @@ import torch
 import typer
 from typer.testing import CliRunner
 
-from egrc_lite.analysis import (
+from egrc_lite.analysis.entropy import (
     ConnectorMatcher, connector_stats, connector_step_stats, exact_token_grad_norms, get_connector_matcher,
     gradient_proxy, token_entropy,
 )
-from egrc_lite.analysis_run import OBJECTIVE_KEYS, AnalysisError, compare_runs
-from egrc_lite.cli_analyze import analyze
-from egrc_lite.correlation import correlation, pearson, rankdata, spearman
+from egrc_lite.analysis.run import OBJECTIVE_KEYS, AnalysisError, compare_runs
+from egrc_lite.cli.analyze import analyze
+from egrc_lite.analysis.correlation import correlation, pearson, rankdata, spearman
 
 ASSETS = Path(__file__).resolve().parent / "assets"
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"

@@ -18,8 +18,8 @@ from typer.testing import CliRunner
 
 from egrc_lite import backends
 from egrc_lite.backends import CPU_CHECK_ENV, BackendError, resolve_backend
-from egrc_lite.cli import app
-from egrc_lite.generation import GenerationError, get_generator
+from egrc_lite.cli.app import app
+from egrc_lite.generate import GenerationError, get_generator
 
 runner = CliRunner()
 REPO = Path(__file__).resolve().parents[1]
@@ -92,7 +92,7 @@ def test_importing_the_unsloth_backend_without_unsloth_is_a_backend_error():
 
 
 def test_vllm_generator_without_vllm_is_a_clear_error(monkeypatch, tmp_path):
-    from egrc_lite.backends import vllm_gen
+    from egrc_lite.generate import vllm as vllm_gen
     from egrc_lite.config import validate_config
 
     monkeypatch.setattr(vllm_gen.importlib.util, "find_spec", lambda name, *a: None)
@@ -150,7 +150,7 @@ def _fake_vllm(monkeypatch, calls):
 
 
 def test_vllm_generator_maps_outputs_to_samples(monkeypatch):
-    from egrc_lite.backends.vllm_gen import VLLMGenerator, lora_slot_rank
+    from egrc_lite.generate.vllm import VLLMGenerator, lora_slot_rank
 
     calls: list = []
     gen = VLLMGenerator(_fake_vllm(monkeypatch, calls), _FakeTokenizer(), lora_request="LORA", stop_ids={7},

@@ -5,7 +5,7 @@ from pathlib import Path
 import yaml
 from typer.testing import CliRunner
 
-from egrc_lite.cli import app
+from egrc_lite.cli.app import app
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
@@ -69,7 +69,7 @@ def test_presets_compose_on_the_command_line(tmp_path):
 
 def test_only_rank_zero_prints_the_header_and_summary(tmp_path, monkeypatch):
     """Under `accelerate launch` every rank runs the CLI; only RANK=0 reports (no doubled tables)."""
-    from egrc_lite import training
+    from egrc_lite.train import trainer as training
 
     calls = []
 

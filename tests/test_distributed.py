@@ -24,7 +24,7 @@ SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
     import torch
     from accelerate import PartialState
-    from egrc_lite import reward_funcs, training
+    from egrc_lite.train import reward_funcs, trainer as training
     from egrc_lite.backends import hf
     from egrc_lite.config import EgrcConfig
     from egrc_lite.runs import RunDir

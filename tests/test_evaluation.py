@@ -13,16 +13,16 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from egrc_lite.benchsets import (
+from egrc_lite.evaluation.tasks import (
     BENCHMARKS,
     BenchmarkError,
     load_benchmark,
     parse_benchmarks,
     resolve_name,
 )
-from egrc_lite.cli import app
-from egrc_lite.evaluation import EvalError, EvalSettings, evaluate, read_summary
-from egrc_lite.generation import (
+from egrc_lite.cli.app import app
+from egrc_lite.evaluation.evaluate import EvalError, EvalSettings, evaluate, read_summary
+from egrc_lite.generate import (
     GenerationError,
     Sample,
     get_generator,

@@ -1,4 +1,4 @@
-"""Tests for egrc_lite.grading (and egrc_lite.normalize): extraction, equivalence, hostile inputs,
+"""Tests for egrc_lite.grading (and egrc_lite.grading.text): extraction, equivalence, hostile inputs,
 grade_many == grade, the worker pool. CPU only, no network; ~30 s on 2 cores.
 
 Tests that read the benchmark files skip cleanly when ``shared/data`` (or ``$EGRC_DATA_DIR``) is
@@ -22,7 +22,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from egrc_lite import grading, normalize
+from egrc_lite import grading
+from egrc_lite.grading import text as normalize
 from egrc_lite.grading import extract_answer, extract_last_number, grade, grade_answer, grade_many
 
 DATA_DIR = Path(os.environ.get("EGRC_DATA_DIR") or Path(__file__).resolve().parents[2] / "shared" / "data")

@@ -1,4 +1,4 @@
-from egrc_lite.benchsets import load_benchmark, parse_benchmarks
+from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
 from egrc_lite.config import DataConfig
 from egrc_lite.data import load_problems
 

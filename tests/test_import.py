@@ -15,5 +15,5 @@ def test_import_egrc_lite_is_light():
 
 
 def test_cli_and_config_modules_stay_light():
-    assert _loaded_after("import egrc_lite.cli, egrc_lite.config, egrc_lite.presets, egrc_lite.data, "
+    assert _loaded_after("import egrc_lite.cli.app, egrc_lite.config, egrc_lite.presets, egrc_lite.data, "
                          "egrc_lite.runs") == set()

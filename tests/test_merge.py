@@ -13,7 +13,7 @@ import torch
 import yaml
 from typer.testing import CliRunner
 
-from egrc_lite.cli import app
+from egrc_lite.cli.app import app
 from egrc_lite.config import validate_config
 from egrc_lite.errors import EgrcError
 from egrc_lite.merge import MERGE_RECORD, MergeError, merge_adapter

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from egrc_lite import metrics as M
+from egrc_lite.evaluation import metrics as M
 
 # Paper Table 1, DeepSeek-R1-Distill-Qwen-1.5B rows: (ACC, LEN, L-Acc) per benchmark.
 BENCHES = ["AIME24", "Minerva", "MATH", "GSM8K", "AMC", "OlympiadBench"]

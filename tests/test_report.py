@@ -10,10 +10,10 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from egrc_lite.cli import app
-from egrc_lite.evaluation import EvalError, read_summary
-from egrc_lite.plots import pareto_front, per_problem, stage_changes
-from egrc_lite.report import ModelSummary, build_report, load_model, render
+from egrc_lite.cli.app import app
+from egrc_lite.evaluation.evaluate import EvalError, read_summary
+from egrc_lite.evaluation.plots import pareto_front, per_problem, stage_changes
+from egrc_lite.evaluation.report import ModelSummary, build_report, load_model, render
 
 runner = CliRunner()
 

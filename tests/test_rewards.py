@@ -13,8 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import egrc_lite
-from egrc_lite import reward_funcs as RF
-from egrc_lite import rewards as R
+from egrc_lite.train import reward_funcs as RF
+from egrc_lite.train import rewards as R
 from egrc_lite.config import RewardConfig, StageConfig
 
 KINDS = ["exponential", "linear", "cosine"]
@@ -274,6 +274,6 @@ def test_real_grader_end_to_end():
 
 
 def test_import_does_not_pull_torch():
-    code = "import sys, egrc_lite.rewards, egrc_lite.metrics, egrc_lite.schedule; print('torch' in sys.modules)"
+    code = "import sys, egrc_lite.train.rewards, egrc_lite.evaluation.metrics, egrc_lite.train.schedule; print('torch' in sys.modules)"
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert result.stdout.strip() == "False"

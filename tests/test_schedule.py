@@ -9,7 +9,7 @@ import random
 import pytest
 
 from egrc_lite.config import AutoSwitchConfig, ScheduleConfig
-from egrc_lite.schedule import (
+from egrc_lite.train.schedule import (
     METRIC_LOG_KEYS,
     AutoSwitch,
     ScheduleState,

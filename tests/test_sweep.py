@@ -14,11 +14,11 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from egrc_lite import training
-from egrc_lite.cli_sweep import sweep
+from egrc_lite.train import trainer as training
+from egrc_lite.cli.sweep import sweep
 from egrc_lite.runs import RunDir, write_config
-from egrc_lite.sweep_run import prepare_eval, run_sweep
-from egrc_lite.sweep import (
+from egrc_lite.sweep.run import prepare_eval, run_sweep
+from egrc_lite.sweep.plan import (
     SweepError,
     axis_labels,
     config_diff,
@@ -225,8 +225,8 @@ def test_interrupt_leaves_a_readable_record(tmp_path, monkeypatch):
 
 
 def test_failed_base_or_run_evaluation_is_reported_and_the_rest_compared(tmp_path, monkeypatch):
-    from egrc_lite import sweep_run as sweep_mod
-    from egrc_lite.evaluation import EvalError
+    from egrc_lite.sweep import run as sweep_mod
+    from egrc_lite.evaluation.evaluate import EvalError
 
     seen = []
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from egrc_lite import stage_runner, training
+from egrc_lite.train import runner as stage_runner, trainer as training
 from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.runs import RunDir
 
@@ -362,7 +362,7 @@ def test_stage_filter_and_init_adapter(tmp_path):
 
 CRASH_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
-    from egrc_lite import training
+    from egrc_lite.train import trainer as training
     from egrc_lite.config import EgrcConfig
     from egrc_lite.runs import RunDir
 

@@ -1,7 +1,7 @@
 """The unsloth backend: Unsloth LoRA / 4-bit QLoRA with vLLM sampling in the same process (GPU).
 
 Importing this module imports unsloth, which patches TRL, transformers and PEFT at import time;
-so it must come before them, and only on this path. :func:`egrc_lite.training.run_schedule`
+so it must come before them, and only on this path. :func:`egrc_lite.train.trainer.run_schedule`
 imports it first on the unsloth backend (and sets ``UNSLOTH_VLLM_STANDBY=1`` beforehand when
 ``unsloth.vllm_standby`` is on, since unsloth reads it at import). Nothing else in egrc-lite
 imports it.
@@ -177,7 +177,7 @@ def make_trainer_class() -> type:
     """
     from trl import GRPOTrainer
 
-    from egrc_lite.training import make_trainer_class as make
+    from egrc_lite.train.trainer import make_trainer_class as make
 
     base = make(GRPOTrainer)
     if base not in _TRAINER:

@@ -1,0 +1,5 @@
+"""The Typer app."""
+
+from egrc_lite.cli.app import app
+
+__all__ = ["app"]

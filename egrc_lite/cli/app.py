@@ -1,0 +1,249 @@
+"""The ``egrc-lite`` command line (Typer). Heavy libraries are imported inside the commands.
+
+User mistakes (bad config, missing files, missing extras) print one line on stderr and exit
+with status 2; no traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+from egrc_lite import __version__
+from egrc_lite.cli.ui import user_errors
+
+app = typer.Typer(
+    name="egrc-lite",
+    help="Entropy-Guided Reasoning Compression: make reasoning models think shorter without thinking worse.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode="rich",
+)
+presets_app = typer.Typer(help="List presets and show resolved configs.", no_args_is_help=True)
+app.add_typer(presets_app, name="presets")
+
+SetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable; applied in order)."),
+]
+PresetOpt = Annotated[
+    Optional[list[str]],
+    typer.Option("--preset", "-p", help="Preset name (see `egrc-lite presets list`) or a .yaml path; repeat to "
+                 "compose, e.g. --preset r1-1.5b --preset ablations/lc2048. Default: the embedded CPU demo 'default'."),
+]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"egrc-lite {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    version: Annotated[bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version.")] = False,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log debug messages.")] = False,
+) -> None:
+    """egrc-lite: two-stage RL (compression, then exploration) with LoRA on one GPU or a CPU."""
+    logging.basicConfig(level=logging.DEBUG if verbose else logging.WARNING,
+                        format="%(levelname)s %(name)s: %(message)s")
+    if not verbose:
+        _quiet_third_party()
+
+
+def _quiet_third_party() -> None:
+    """Keep the terminal for egrc-lite's own output: no telemetry, library deprecation chatter or load bars."""
+    import os
+    import warnings
+
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+    os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    warnings.filterwarnings("ignore", category=DeprecationWarning)
+    warnings.filterwarnings("ignore", message=".*deprecated.*")
+
+
+@presets_app.command("list")
+@user_errors
+def presets_list() -> None:
+    """List the presets with the first line of each header."""
+    from rich.table import Table
+
+    from egrc_lite.presets import list_presets
+    from egrc_lite.cli.ui import console
+
+    table = Table("preset", "what it is", "file", title="egrc-lite presets")
+    for info in list_presets():
+        table.add_row(info.name, info.summary, str(info.path))
+    console.print(table)
+
+
+@presets_app.command("show")
+@user_errors
+def presets_show(
+    name: Annotated[str, typer.Argument(help="Preset name or .yaml path.")],
+    overrides: SetOpt = None,
+) -> None:
+    """Print a preset's header and its fully resolved config (defaults + preset + --set) as YAML."""
+    import yaml
+
+    from egrc_lite.presets import find_preset, resolve
+    from egrc_lite.cli.ui import console
+
+    path = find_preset(name)
+    cfg = resolve(name, overrides or [])
+    header = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    text = "\n".join(header) + "\n" + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+    console.print(text, highlight=False, markup=False, soft_wrap=True)
+
+
+def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Path | None, resume: bool,
+                  flags: dict[str, Any], init_adapter: Path | None = None,
+                  stage_filter: list[str] | None = None) -> None:
+    from egrc_lite.config import ConfigError
+    from egrc_lite.presets import DEFAULT_PRESET, resolve
+    from egrc_lite.runs import RunDir
+    from egrc_lite.cli.ui import LiveTrainingDisplay, console
+
+    presets = preset or [DEFAULT_PRESET]
+    name = "+".join(Path(p).stem for p in presets)
+    run_dir = RunDir(out or Path("runs") / name)
+    if resume:
+        if not run_dir.config_path.exists():
+            raise ConfigError(f"nothing to resume in {run_dir.path} (no config.yaml); run without --resume first")
+        if preset or overrides or any(v is not None for v in flags.values()):
+            console.print("[yellow]--resume: using the run's saved config; --preset/--set/flags are ignored[/]")
+        cfg = resolve(str(run_dir.config_path))  # the saved config is a complete preset
+    else:
+        if run_dir.state_path.exists():
+            raise ConfigError(f"{run_dir.path} already holds a run; pass --resume to continue it, "
+                              "or choose another --out")
+        cfg = resolve(presets, overrides or [], flags)
+    if run_dir.is_finished():
+        console.print(f"[green]{run_dir.path} is already finished[/]; adapter in {run_dir.adapter_dir}")
+        return
+    from egrc_lite.backends import resolve_backend
+
+    backend, reason = resolve_backend(cfg.backend)
+    main_process = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, only rank 0 reports
+    if main_process:
+        console.print(f"[bold]egrc-lite[/] {cfg.description or name} -> {run_dir.path}  (backend: {backend}, {reason})")
+    from transformers.utils import logging as hf_logging
+
+    from egrc_lite.train.trainer import run_schedule
+
+    hf_logging.disable_progress_bar()
+
+    display = LiveTrainingDisplay(console)
+    try:
+        result = run_schedule(cfg, run_dir, resume=resume,
+                              init_adapter=str(init_adapter) if init_adapter else None,
+                              stage_filter=stage_filter, progress=display)
+    finally:
+        display.end_stage()
+    if main_process:
+        _print_result(run_dir, result)
+
+
+def _print_result(run_dir: Any, result: dict[str, Any]) -> None:
+    from rich.table import Table
+
+    from egrc_lite.cli.ui import console
+
+    stages = result.get("stages", []) if isinstance(result, dict) else []
+    if stages:
+        table = Table("stage", "steps", "first len", "last len", "first acc", "last acc", title="stages")
+        for s in stages:
+            table.add_row(str(s.get("name")), str(s.get("steps")), _fmt(s.get("first_len")), _fmt(s.get("last_len")),
+                          _fmt(s.get("first_acc"), pct=True), _fmt(s.get("last_acc"), pct=True))
+        console.print(table)
+    console.print(f"[green]done[/]: adapter in {run_dir.adapter_dir}, metrics in {run_dir.metrics_path}")
+
+
+def _fmt(value: Any, pct: bool = False) -> str:
+    if not isinstance(value, (int, float)):
+        return "-"
+    return f"{value:.0%}" if pct else f"{value:.1f}"
+
+
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Model: Hugging Face id, local directory, .gguf file, builtin:tiny or builtin:smollm2-135m.")]
+BackendOpt = Annotated[Optional[str], typer.Option("--backend", help="auto | hf | unsloth (auto: unsloth on a CUDA "
+                                                   "GPU with the gpu extra, else hf).")]
+OutOpt = Annotated[Optional[Path], typer.Option("--out", "-o", help="Run directory (default runs/PRESET).")]
+ResumeOpt = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its last checkpoint.")]
+SeedOpt = Annotated[Optional[int], typer.Option("--seed", help="Random seed (train.seed).")]
+
+
+@app.command()
+@user_errors
+def compress(
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """The main job: run the whole schedule (compression, then exploration) and save the final LoRA adapter."""
+    _run_training(preset, overrides, out, resume, {"model.name_or_path": model, "backend": backend,
+                                                   "train.seed": seed})
+
+
+@app.command()
+@user_errors
+def train(
+    stage: Annotated[str, typer.Option("--stage", help="Which stage(s) of the schedule to run: compress, explore "
+                                       "or entangled (comma-separated for several).")],
+    preset: PresetOpt = None,
+    overrides: SetOpt = None,
+    out: OutOpt = None,
+    resume: ResumeOpt = False,
+    init_adapter: Annotated[Optional[Path], typer.Option("--init-adapter", help="Start from this LoRA adapter "
+                                                         "directory (e.g. a finished run's adapter/).")] = None,
+    model: ModelOpt = None,
+    backend: BackendOpt = None,
+    seed: SeedOpt = None,
+) -> None:
+    """Run one stage of the schedule alone (for ablations), optionally from an existing adapter."""
+    from egrc_lite.config import ConfigError
+
+    wanted = [s.strip() for s in stage.split(",") if s.strip()]
+    if not wanted or any(s not in ("compress", "explore", "entangled") for s in wanted):
+        raise ConfigError(f"--stage {stage!r}: valid stages are compress, explore, entangled")
+    if init_adapter is not None and not (init_adapter / "adapter_config.json").is_file():
+        raise ConfigError(f"--init-adapter {init_adapter}: no adapter_config.json there; "
+                          "point it at a LoRA adapter directory")
+    _run_training(preset, overrides, out, resume, {"model.name_or_path": model, "backend": backend,
+                                                   "train.seed": seed},
+                  init_adapter=init_adapter, stage_filter=wanted)
+
+
+# ---------------------------------------------------------------------------------------- eval / report
+
+
+def _register_commands() -> None:
+    """Commands that live in their own modules (each imports its heavy libraries inside the command)."""
+    from egrc_lite.cli.analyze import analyze
+    from egrc_lite.cli.evaluate import eval_command, merge, report
+    from egrc_lite.cli.sweep import sweep
+
+    app.command("eval", help=eval_command.__doc__)(user_errors(eval_command))
+    app.command(help=report.__doc__)(user_errors(report))
+    app.command(help=merge.__doc__)(user_errors(merge))
+    app.command(help=analyze.__doc__)(user_errors(analyze))
+    app.command(help=sweep.__doc__)(sweep)  # has its own user_errors (another interrupt message)
+
+
+_register_commands()
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,235 @@
+"""The ``eval``, ``report`` and ``merge`` commands (registered on the app by :mod:`egrc_lite.cli.app`).
+
+Heavy libraries are imported inside the commands; user mistakes raise EgrcError subclasses, which
+the app prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Optional
+
+import typer
+
+ModelOpt = Annotated[Optional[str], typer.Option(
+    "--model", "-m", help="Model: Hugging Face id, local directory, .gguf file, builtin:tiny or builtin:smollm2-135m.")]
+
+PAPER_BENCHMARKS_OPT = "aime24,amc,math500,minerva,olympiadbench,gsm8k"
+
+
+class _EvalProgressBar:
+    """A rich progress bar per benchmark: done/total, samples/s, tokens/s, ETA (implements EvalProgress)."""
+
+    def __init__(self, con: Any) -> None:
+        self.console = con
+        self._progress: Any = None
+        self._task: Any = None
+        self._t0 = 0.0
+        self._samples = 0
+        self._tokens = 0
+
+    def start(self, benchmark: str, total: int, reused: int) -> None:
+        import time
+
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
+            TimeRemainingColumn
+
+        self.close()
+        if reused:
+            self.console.print(f"{benchmark}: reusing {reused} of {total} samples already written")
+        self._progress = Progress(TextColumn("[bold cyan]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                  TimeRemainingColumn(), console=self.console)
+        self._progress.start()
+        self._task = self._progress.add_task(benchmark, total=total, completed=reused, rate="")
+        self._t0, self._samples, self._tokens = time.perf_counter(), 0, 0
+
+    def advance(self, samples: int, tokens: int) -> None:
+        import time
+
+        self._samples += samples
+        self._tokens += tokens
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        rate = f"{self._samples / dt:.2f} samples/s  {self._tokens / dt:.0f} tok/s"
+        if self._progress is not None:
+            self._progress.update(self._task, advance=samples, rate=rate)
+
+    def finish(self, benchmark: str, summary: dict[str, Any]) -> None:
+        self.close()
+        lac = summary.get("l_acc")
+        self.console.print(f"{benchmark}: ACC {summary['acc']:.1f}  LEN {summary['len']:.0f}"
+                           + (f"  L-Acc {lac:.1f}" if isinstance(lac, (int, float)) else ""))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None
+
+
+def _eval_model(model: str | None, adapter: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """The model section for ``eval`` and the adapter directory, reading a run's config when needed."""
+    import json
+
+    import yaml
+
+    from egrc_lite.config import ConfigError
+
+    if adapter is not None:
+        adapter = adapter.expanduser()
+        if not (adapter / "adapter_config.json").is_file() and (adapter / "adapter" / "adapter_config.json").is_file():
+            adapter = adapter / "adapter"  # a run directory
+        if not (adapter / "adapter_config.json").is_file():
+            raise ConfigError(f"--adapter {adapter}: no adapter_config.json there; point it at a LoRA adapter "
+                              "directory (e.g. runs/NAME/adapter)")
+    run_model: dict[str, Any] | None = None
+    if adapter is not None and (adapter.parent / "config.yaml").is_file():
+        try:
+            saved = yaml.safe_load((adapter.parent / "config.yaml").read_text(encoding="utf-8")) or {}
+            run_model = dict(saved.get("model") or {})
+        except (OSError, yaml.YAMLError, AttributeError) as err:
+            raise ConfigError(f"{adapter.parent / 'config.yaml'}: unreadable run config ({type(err).__name__})") from None
+    if model is not None:
+        if run_model and run_model.get("name_or_path") == model:
+            return run_model, adapter  # keeps e.g. builtin:tiny shapes and dtype of the run
+        return {"name_or_path": model}, adapter
+    if adapter is None:
+        raise ConfigError("--model is required unless --adapter points at a run's adapter")
+    if run_model and run_model.get("name_or_path"):
+        return run_model, adapter
+    try:
+        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError):
+        base = None
+    if not base:
+        raise ConfigError(f"--adapter {adapter}: its adapter_config.json names no base_model_name_or_path; pass --model")
+    return {"name_or_path": base}, adapter
+
+
+def eval_command(
+    model: ModelOpt = None,
+    adapter: Annotated[Optional[Path], typer.Option("--adapter", help="A LoRA adapter directory (or a run "
+                       "directory holding adapter/); without --model the base model is read from the run's "
+                       "config.yaml or the adapter's adapter_config.json.")] = None,
+    benchmarks: Annotated[str, typer.Option("--benchmarks", "-b", help="Comma-separated: aime24, amc23 (40 "
+                          "problems), amc83 (83), amc (= amc83, the paper's AMC: 66.3 = 55/83), math500, minerva, "
+                          "olympiadbench, gsm8k, or paths to .jsonl files (id/problem/answer).")] = PAPER_BENCHMARKS_OPT,
+    n: Annotated[int, typer.Option("--n", help="Samples per problem (ACC = Pass@1 averaged over them).")] = 4,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation cap per response.")] = 32768,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = 0.6,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = 0.95,
+    limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first K problems of each benchmark.")] = None,
+    out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Eval directory (default: RUN/eval for a run's "
+                   "adapter, else runs/eval-MODEL). Rerunning into it resumes.")] = None,
+    data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of benchmark JSONL files (format "
+                        "of shared/data); default $EGRC_DATA_DIR, else ../shared/data beside the checkout, else "
+                        "the Hugging Face hub.")] = None,
+    backend: Annotated[str, typer.Option("--backend", help="Generation backend: hf (transformers; "
+                         "CPU or GPU) or vllm (GPU, gpu extra; adapters as LoRA requests).")] = "hf",
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = 8,
+    base: Annotated[Optional[Path], typer.Option("--base", help="The base model's eval or run directory: adds "
+                    "l_acc per benchmark.")] = None,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 "
+                     "(default float32, or the run's; use bfloat16 on a GPU).")] = None,
+    answer_rule: Annotated[str, typer.Option("--answer-rule", help="boxed (last \\boxed{} after </think>) or "
+                           "last_number.")] = "boxed",
+    prompt_suffix: Annotated[Optional[str], typer.Option("--prompt-suffix", help="Appended to each problem "
+                             "(default: 'Please reason step by step, and put your final answer within \\boxed{}.').")] = None,
+) -> None:
+    """Evaluate a model (optionally with a LoRA adapter) on benchmarks: ACC, LEN, truncation, steps; resumable."""
+    from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
+    from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, validate_config
+    from egrc_lite.evaluation.evaluate import EvalSettings, evaluate, read_summary
+    from egrc_lite.cli.ui import console
+
+    model_section, adapter = _eval_model(model, adapter)
+    if dtype is not None:
+        model_section["dtype"] = dtype
+    cfg = validate_config({"model": model_section})
+    settings = EvalSettings(n=n, max_tokens=max_tokens, temperature=temperature, top_p=top_p, seed=seed,
+                            batch_size=batch_size, limit=limit, answer_rule=answer_rule,
+                            prompt_suffix=DEFAULT_PROMPT_SUFFIX if prompt_suffix is None else prompt_suffix)
+    if base is not None:
+        read_summary(base)  # fail before loading anything
+    benches = [load_benchmark(name, data_dir=data_dir, limit=limit) for name in parse_benchmarks(benchmarks)]
+    from egrc_lite.runs import default_out_dir
+
+    out_dir = out or default_out_dir("eval", cfg.model.name_or_path, adapter)
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()
+    from egrc_lite.generate import get_generator
+
+    console.print(f"[bold]egrc-lite eval[/] {cfg.model.name_or_path}" + (f" + {adapter}" if adapter else "")
+                  + f" on {', '.join(b.name for b in benches)} -> {out_dir}")
+    generator = get_generator(backend, cfg, adapter=adapter, batch_size=batch_size)
+    bar = _EvalProgressBar(console)
+    try:
+        result = evaluate(generator, benches, out_dir, settings, model=cfg.model.name_or_path,
+                          adapter=str(adapter.resolve()) if adapter else None, base=base,
+                          extra_settings={"dtype": cfg.model.dtype}, progress=bar)
+    except KeyboardInterrupt:
+        bar.close()
+        from egrc_lite.cli.ui import err_console
+
+        err_console.print(f"interrupted; finished samples are saved in {out_dir}: rerun the same command to continue")
+        raise typer.Exit(130) from None
+    finally:
+        bar.close()
+    reused = sum(result.reused.values())
+    console.print(f"[green]done[/]: {sum(result.generated.values())} samples generated, {reused} reused; "
+                  f"summary in {Path(out_dir) / 'summary.json'}")
+
+
+def report(
+    base: Annotated[Path, typer.Option("--base", help="The base model's run or eval directory.")],
+    models: Annotated[Optional[list[Path]], typer.Argument(help="Run directories (RUN/eval/summary.json) or eval "
+                      "directories (DIR/summary.json) to compare with the base.")] = None,
+    fmt: Annotated[str, typer.Option("--format", "-f", help="table | markdown | csv | json")] = "table",
+    plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots to this folder: accuracy vs "
+                     "length, per-problem lengths (base vs the first model), training curves of runs.")] = None,
+) -> None:
+    """Table 1 of the paper for your models: ACC, LEN and L-Acc per benchmark against the base, plus averages."""
+    from egrc_lite.evaluation.report import build_report, load_model, render, unique_labels
+    from egrc_lite.cli.ui import console
+
+    loaded = unique_labels([load_model(base), *(load_model(m) for m in models or [])])
+    rep = build_report(loaded[0], loaded[1:])
+    output = render(rep, fmt)
+    if isinstance(output, str):
+        typer.echo(output, nl=False)
+    else:
+        console.print(output)
+    if plots is not None:
+        from egrc_lite.evaluation.plots import write_report_plots
+
+        for path in write_report_plots(rep, loaded, plots):
+            typer.echo(f"wrote {path}", err=fmt != "table")  # keep stdout clean for markdown/csv/json
+
+
+def merge(
+    adapter: Annotated[Path, typer.Option("--adapter", help="The LoRA adapter directory (or a run directory holding "
+                       "adapter/).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder for the merged model (new or empty).")],
+    dtype: Annotated[str, typer.Option("--dtype", help="bf16 | fp16 | fp32: the saved weights' dtype.")] = "bf16",
+    base: Annotated[Optional[str], typer.Option("--base", help="The base model (default: the run's config.yaml one "
+                    "level up, else the adapter's base_model_name_or_path).")] = None,
+    tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Relative tolerance of the logit check "
+                         "(default 3e-2 bf16, 1e-2 fp16, 1e-4 fp32; times max(1, max |logit|)).")] = None,
+) -> None:
+    """Merge a LoRA adapter into its (16-bit) base model and save it for plain transformers / vLLM, checked on logits."""
+    from transformers.utils import logging as hf_logging
+
+    from egrc_lite.merge import merge_adapter
+    from egrc_lite.cli.ui import console
+
+    hf_logging.disable_progress_bar()
+    console.print(f"[bold]egrc-lite merge[/] {adapter} -> {out} ({dtype})")
+    result = merge_adapter(adapter, out, dtype=dtype, base=base, tolerance=tolerance)
+    if result.trained_4bit:
+        console.print(f"adapter trained on 4-bit (QLoRA) base weights: merged into the original 16-bit weights of "
+                      f"{result.base}, not into dequantized 4-bit ones")
+    console.print(f"merge check on {result.probe_tokens} probe tokens: max |logit difference| {result.max_abs_diff:.3g} "
+                  f"<= tolerance {result.tolerance:.3g} (the adapter itself moves logits by up to "
+                  f"{result.adapter_effect:.3g})")
+    console.print(f"[green]done[/]: merged model ({result.dtype}, base {result.base}) in {result.out}")

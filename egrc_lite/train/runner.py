@@ -1,0 +1,368 @@
+"""The stage runner: the schedule of method.md s4 as fresh trainers on one PEFT model.
+
+Each stage (compress, explore or entangled, in any order) gets its own ``EgrcGRPOTrainer``, so
+its sampling temperature reaches generation and the fused log-prob head alike. One callback,
+:class:`StageCallback`, turns every optimiser step into one metrics row, feeds the automatic
+switch (:mod:`egrc_lite.train.schedule`) and records the schedule state beside each checkpoint.
+
+Resume: every checkpoint ``stages/<i>-<name>/checkpoint-N`` carries ``egrc_state.json`` (the
+schedule state as of that step, written after the checkpoint itself). ``resume=True`` picks the
+latest such checkpoint, drops metric and sample rows past it, and either resumes that stage's
+trainer from it, or, when the checkpoint ended its stage, loads its adapter and starts the next.
+
+Under ``accelerate launch`` every process runs this function; only the main process writes.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gc
+import logging
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from transformers import TrainerCallback
+
+from egrc_lite.config import ConfigError, EgrcConfig
+from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, read_json, write_config, write_manifest
+from egrc_lite.train.schedule import ScheduleState, StagePlan, plan_stages
+
+logger = logging.getLogger(__name__)
+
+CKPT_STATE = "egrc_state.json"
+SWITCH_METRIC_KEYS = {"entropy": "train/entropy/mean", "length": "train/len/mean"}
+
+
+def select_stages(plan: list[StagePlan], stage_filter: list[str] | None) -> list[StagePlan]:
+    """The stages whose mode or name is in ``stage_filter`` (all when ``None``), start steps renumbered."""
+    if not stage_filter:
+        return plan
+    chosen = [p for p in plan if p.mode in stage_filter or p.name in stage_filter]
+    if not chosen:
+        valid = ", ".join(sorted({p.mode for p in plan} | {p.name for p in plan}))
+        raise ConfigError(f"--stage {','.join(stage_filter)}: the schedule has no such stage (it has: {valid})")
+    out, start = [], 0
+    for p in chosen:
+        out.append(dataclasses.replace(p, start_step=start))
+        start += p.steps
+    return out
+
+
+class StageCallback(TrainerCallback):
+    """One stage's bookkeeping: metrics rows, samples, schedule state, auto switch, checkpoint state."""
+
+    def __init__(self, runner: _Runner, stage: StagePlan) -> None:
+        self.runner, self.stage = runner, stage
+        self.trainer: Any = None
+        self._t0 = time.perf_counter()
+
+    def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        self._t0 = time.perf_counter()
+        every, step = self.runner.cfg.train.sample_every, self.runner.schedule.global_step + 1
+        self.trainer.egrc_capture_samples = self.runner.cfg.train.num_samples_logged > 0 and step % every == 0
+
+    def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
+        logs = logs or {}
+        if "loss" not in logs or "train_runtime" in logs:
+            return  # the end-of-training summary, not a step
+        r, sched = self.runner, self.runner.schedule
+        stats = self.trainer.egrc_pop_step_stats()
+        row: dict[str, Any] = {"step": sched.global_step + 1, "stage": self.stage.name,
+                               "stage_index": self.stage.index, "stage_step": sched.stage_step + 1,
+                               "mode": self.stage.mode}
+        row.update({f"train/{k}": _finite(v) for k, v in stats.items()})
+        row["train/loss"] = _finite(logs.get("loss"))
+        row["train/lr"] = _finite(logs.get("learning_rate"))
+        row["train/grad_norm"] = _finite(logs.get("grad_norm"))
+        if "train/acc" not in row and "compress/accuracy" in logs:
+            row["train/acc"] = _finite(logs["compress/accuracy"])
+        row["time/step_s"] = time.perf_counter() - self._t0
+        metric = row.get(SWITCH_METRIC_KEYS[r.cfg.schedule.auto_switch.metric])
+        reason = sched.observe(r.plan, r.cfg.schedule.auto_switch, metric)
+        if reason == "auto_switch":
+            row["switch"] = True
+            control.should_training_stop = True
+            control.should_save = True
+            logger.info("auto switch: leaving stage %s after %d steps (global step %d)",
+                        self.stage.name, row["stage_step"], row["step"])
+        if state.global_step != row["stage_step"]:
+            logger.warning("trainer step %d != schedule stage step %d", state.global_step, row["stage_step"])
+        if r.is_main:
+            r.metrics.append(row)
+            self._write_samples(row)
+            r.write_run_state()
+        self.trainer.egrc_samples = []
+        if r.progress is not None:
+            r.progress.update(row["stage_step"], row)
+
+    def _write_samples(self, row: dict[str, Any]) -> None:
+        samples = self.trainer.egrc_samples
+        n = self.runner.cfg.train.num_samples_logged
+        if not samples or n <= 0:
+            return
+        picks = sorted({round(i * len(samples) / n) for i in range(min(n, len(samples)))})
+        for i in picks:
+            self.runner.samples.append({"step": row["step"], "stage": row["stage"],
+                                        "stage_step": row["stage_step"], **samples[i]})
+
+    def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
+        if self.runner.is_main and ckpt.is_dir():
+            atomic_write_json(ckpt / CKPT_STATE, {"schedule": self.runner.schedule.to_dict(),
+                                                  "stage": self.stage.name, "stage_index": self.stage.index,
+                                                  "trainer_step": state.global_step})
+            self.runner.last_checkpoint = str(ckpt)
+            self.runner.write_run_state()
+
+
+def _finite(value: Any) -> float | None:
+    """A float for JSON, ``None`` for missing/NaN/inf."""
+    try:
+        value = float(value)
+    except (TypeError, ValueError):
+        return None
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def find_resume_point(run_dir: RunDir, plan: list[StagePlan]) -> tuple[ScheduleState, str | None]:
+    """The latest checkpoint with a schedule state, and that state (a fresh one if there is none)."""
+    best: tuple[int, str, ScheduleState] | None = None
+    names = [p.name for p in plan]
+    for p in plan:
+        folder = run_dir.stage_dir(p.index, p.name)
+        for ckpt in folder.glob("checkpoint-*") if folder.is_dir() else ():
+            path = ckpt / CKPT_STATE
+            if not path.is_file():
+                continue
+            try:
+                data = read_json(path)
+                sched = ScheduleState.from_dict(data["schedule"])
+            except (OSError, ValueError, KeyError):
+                continue
+            if data.get("stage") not in names:
+                continue
+            if best is None or sched.global_step > best[0]:
+                best = (sched.global_step, str(ckpt), sched)
+    if best is None:
+        return ScheduleState(), None
+    return best[2], best[1]
+
+
+class _Runner:
+    """State shared by the stage loop and its callbacks."""
+
+    def __init__(self, cfg: EgrcConfig, run_dir: RunDir, plan: list[StagePlan], progress: Any, is_main: bool) -> None:
+        self.cfg, self.run_dir, self.plan, self.progress, self.is_main = cfg, run_dir, plan, progress, is_main
+        self.schedule = ScheduleState()
+        self.metrics, self.samples = JsonlLog(run_dir.metrics_path), JsonlLog(run_dir.samples_path)
+        self.last_checkpoint: str | None = None
+        self.finished = False
+
+    def steps_done(self) -> dict[str, int]:
+        done = {f["name"]: int(f["steps"]) for f in self.schedule.finished}
+        current = self.schedule.current(self.plan)
+        if current is not None:
+            done[current.name] = self.schedule.stage_step
+        return done
+
+    def write_run_state(self) -> None:
+        current = self.schedule.current(self.plan)
+        atomic_write_json(self.run_dir.state_path, {
+            "finished": self.finished,
+            "stage_index": self.schedule.stage_index,
+            "stage": current.name if current else None,
+            "stage_step": self.schedule.stage_step,
+            "global_step": self.schedule.global_step,
+            "plan": [{"name": p.name, "mode": p.mode, "steps": p.steps, "config_index": p.index} for p in self.plan],
+            "steps_done": self.steps_done(),
+            "switch_steps": {f["name"]: f["end_step"] for f in self.schedule.finished if f["reason"] == "auto_switch"},
+            "stages_done": self.schedule.finished,
+            "last_checkpoint": self.last_checkpoint,
+            "schedule": self.schedule.to_dict(),
+        })
+
+
+def save_adapter(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save the PEFT adapter and tokenizer to ``target``, replacing it atomically (temp dir + rename)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def _load_backend(cfg: EgrcConfig) -> tuple[str, Any, type, Any]:
+    """``(backend, load_policy, trainer_class, grpo_overrides(cfg, stage) -> dict)`` of the configured backend.
+
+    The unsloth backend module imports unsloth (which patches ``trl.GRPOTrainer``) before the
+    trainer class is built from the then-current ``GRPOTrainer``; its optional
+    ``grpo_config_overrides(cfg, stage)`` adds vLLM settings to each stage's ``GRPOConfig``.
+    """
+    from egrc_lite.backends import resolve_backend
+
+    backend, reason = resolve_backend(cfg.backend)
+    logger.info("backend %s (%s)", backend, reason)
+    if backend == "unsloth":  # pragma: no cover - GPU only
+        from egrc_lite.backends import unsloth as ub
+
+        load_policy = ub.load_policy
+        overrides = getattr(ub, "grpo_config_overrides", None) or (lambda cfg, stage: {})
+        make_class = getattr(ub, "make_trainer_class", None)
+    else:
+        from egrc_lite.backends.hf import load_policy
+
+        def overrides(cfg: EgrcConfig, stage: Any) -> dict[str, Any]:
+            return {}
+        make_class = None
+    from egrc_lite.train.trainer import make_trainer_class
+
+    return backend, load_policy, (make_class or make_trainer_class)(), overrides
+
+
+def _stage_summary(rows: list[dict[str, Any]], finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for f in finished:
+        mine = [r for r in rows if r.get("stage") == f["name"]]
+        first, last = (mine[0], mine[-1]) if mine else ({}, {})
+        out.append({**f, "first_len": first.get("train/len/mean"), "last_len": last.get("train/len/mean"),
+                    "first_acc": first.get("train/acc"), "last_acc": last.get("train/acc"),
+                    "first_entropy": first.get("train/entropy/mean"), "last_entropy": last.get("train/entropy/mean")})
+    return out
+
+
+def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init_adapter: str | None = None,
+                 stage_filter: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """Run the stages of ``cfg.schedule`` (those in ``stage_filter``, if given) into ``run_dir``.
+
+    Returns ``{"steps", "stages": [{name, mode, steps, end_step, reason, first_len, last_len,
+    first_acc, last_acc, ...}], "switch_steps", "adapter", "model_source", "resumed_from"}``.
+    ``progress`` (optional) gets ``start_stage(name, total)``, ``update(step, metrics)`` and
+    ``end_stage()``.
+    """
+    import torch
+    from accelerate import PartialState
+
+    from egrc_lite.data import data_fingerprint, load_problems, to_prompt_dataset
+
+    dist = PartialState(cpu=not torch.cuda.is_available())
+    plan = select_stages(plan_stages(cfg.schedule), stage_filter)
+    problems = load_problems(cfg.data)
+    dataset = to_prompt_dataset(problems, cfg.data)
+    backend, load_policy, trainer_class, grpo_overrides = _load_backend(cfg)
+    # one live display, on the main process (the others would draw the same bars over it)
+    runner = _Runner(cfg, run_dir, plan, progress if dist.is_main_process else None, dist.is_main_process)
+    if resume and run_dir.is_finished():
+        return _finished_summary(run_dir, runner)
+    checkpoint = _resume_point(runner) if resume else _fresh_start(runner)
+    dist.wait_for_everyone()
+
+    model, tokenizer, model_source = load_policy(cfg, init_adapter=init_adapter)
+    if runner.is_main and (not resume or not run_dir.manifest_path.exists()):
+        write_manifest(run_dir, cfg, data_hash=data_fingerprint(problems), model_source=model_source,
+                       extra={"backend": backend, "stages": [p.name for p in plan],
+                              "stage_filter": stage_filter, "init_adapter": init_adapter})
+    if checkpoint is not None and runner.schedule.stage_step == 0:
+        _load_adapter_weights(model, checkpoint)  # the checkpoint ended its stage: start the next from it
+
+    resume_from = checkpoint if checkpoint is not None and runner.schedule.stage_step > 0 else None
+    while not runner.schedule.done(plan):
+        trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, grpo_overrides)
+        _train_stage(runner, trainer, resume_from)
+        resume_from = None
+        del trainer
+        gc.collect()
+
+    runner.finished = True
+    if runner.is_main:
+        save_adapter(model, tokenizer, run_dir.adapter_dir)
+        runner.write_run_state()
+    dist.wait_for_everyone()
+    finished = runner.schedule.finished
+    return {
+        "steps": runner.schedule.global_step,
+        "stages": _stage_summary(runner.metrics.rows(), finished),
+        "switch_steps": {f["name"]: f["end_step"] for f in finished if f["reason"] == "auto_switch"},
+        "adapter": str(run_dir.adapter_dir),
+        "model_source": model_source,
+        "resumed_from": checkpoint,
+    }
+
+
+def _resume_point(runner: _Runner) -> str | None:
+    """Restore the schedule from the latest checkpoint and drop log rows past it; the checkpoint path."""
+    runner.schedule, checkpoint = find_resume_point(runner.run_dir, runner.plan)
+    runner.last_checkpoint = checkpoint
+    keep_to = runner.schedule.global_step
+    if runner.is_main:
+        runner.metrics.truncate(lambda row: int(row.get("step", 0)) <= keep_to)
+        runner.samples.truncate(lambda row: int(row.get("step", 0)) <= keep_to)
+    logger.info("resuming at global step %d from %s", keep_to, checkpoint or "the start")
+    return checkpoint
+
+
+def _fresh_start(runner: _Runner) -> None:
+    """A new run: refuse a directory that holds one; clear debris of a run that died before step 1."""
+    run_dir = runner.run_dir
+    if run_dir.state_path.exists():
+        raise ConfigError(f"{run_dir.path} already holds a run (state.json); resume it or choose another dir")
+    if runner.is_main:
+        run_dir.create()
+        shutil.rmtree(run_dir.stages_dir, ignore_errors=True)
+        for log in (runner.metrics, runner.samples):
+            log.path.unlink(missing_ok=True)
+        write_config(run_dir, runner.cfg)
+
+
+def build_stage_trainer(runner: _Runner, model: Any, tokenizer: Any, dataset: Any, trainer_class: type,
+                        grpo_overrides: Any) -> Any:
+    """A fresh trainer for the schedule's current stage, with its :class:`StageCallback`."""
+    from egrc_lite.train.trainer import build_trainer
+
+    stage = runner.schedule.current(runner.plan)
+    callback = StageCallback(runner, stage)
+    trainer = build_trainer(runner.cfg, stage.stage, model, tokenizer, dataset,
+                            output_dir=str(runner.run_dir.stage_dir(stage.index, stage.name)),
+                            seed=runner.cfg.train.seed + stage.index, callbacks=[callback],
+                            trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.stage))
+    callback.trainer = trainer
+    return trainer
+
+
+def _train_stage(runner: _Runner, trainer: Any, resume_from: str | None) -> None:
+    stage = runner.schedule.current(runner.plan)
+    index, progress = runner.schedule.stage_index, runner.progress
+    logger.info("stage %s (%s): steps %d..%d", stage.name, stage.mode, runner.schedule.stage_step + 1, stage.steps)
+    if progress is not None:
+        progress.start_stage(stage.name, stage.steps)
+        if runner.schedule.stage_step:
+            progress.update(runner.schedule.stage_step, {})
+    try:
+        trainer.train(resume_from_checkpoint=resume_from)
+    finally:
+        if progress is not None:
+            progress.end_stage()
+    if runner.schedule.stage_index == index:
+        raise RuntimeError(f"stage {stage.name} stopped after {runner.schedule.stage_step} of {stage.steps} "
+                           "steps without finishing (see the log above)")
+
+
+def _load_adapter_weights(model: Any, checkpoint: str) -> None:
+    """Copy a checkpoint's adapter weights into ``model`` (stage boundary on resume)."""
+    from egrc_lite.backends.hf import copy_adapter_weights
+
+    copy_adapter_weights(model, checkpoint, f"checkpoint {checkpoint}")
+
+
+def _finished_summary(run_dir: RunDir, runner: _Runner) -> dict[str, Any]:
+    state = run_dir.read_state() or {}
+    finished = state.get("stages_done", [])
+    return {"steps": state.get("global_step", 0), "stages": _stage_summary(runner.metrics.rows(), finished),
+            "switch_steps": state.get("switch_steps", {}), "adapter": str(run_dir.adapter_dir),
+            "model_source": None, "resumed_from": None}

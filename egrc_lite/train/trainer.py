@@ -1,0 +1,376 @@
+"""The TRL ``GRPOTrainer`` subclass: the only module that knows TRL internals.
+
+TRL has no advantage hook, so :class:`EgrcTrainerMixin` works at three seams that exist in
+trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
+
+``_calculate_rewards``
+    call TRL, keep the gathered per-function rewards ``[B_all, F]`` (TRL sums them with weights 1).
+``_generate_and_score_completions``
+    call TRL, then replace ``advantages`` with :mod:`egrc_lite.train.advantages` (method.md s2, s3, s5).
+    Dropped samples (``mask`` false, e.g. ``R <= 0`` in compression) get advantage 0 *and* leave
+    the loss: they are zeroed in the loss-only mask ``tool_mask`` (TRL multiplies it into
+    ``completion_mask`` in the loss but not in the attention), and ``num_items_in_batch``, the
+    "dapo" normaliser, is recounted over kept tokens. The attention mask stays intact so the
+    loss forward also yields valid token entropies for every sampled completion.
+``_get_per_token_logps_and_entropies``
+    call TRL; during the loss forward, accumulate the mean token entropy over all sampled tokens.
+
+An optimiser step whose batch (all processes) keeps no sample at all makes no update: the
+gradients are set to ``None`` before ``optimizer.step()``, so AdamW skips every parameter
+(no momentum, no weight decay) and the adapter stays bit-identical.
+
+The sampling temperature enters both generation and TRL's fused log-prob head, which is built
+when a trainer is created; a stage switch therefore builds a fresh trainer on the same PEFT
+model (:func:`build_trainer`), and the mixin first removes the previous trainer's head patch.
+
+Heavy libraries (trl, transformers) are imported inside functions, so that the unsloth backend
+can import unsloth first; :func:`make_trainer_class` builds the subclass of whatever
+``GRPOTrainer`` is current (``EgrcGRPOTrainer`` is that class for stock TRL).
+
+Distributed: each process scores its slice of the gathered batch; the skip decision and the
+normaliser use global counts. On a machine without CUDA the config sets ``use_cpu``, so
+``torchrun`` / ``accelerate launch --multi_gpu --num_processes N`` run N CPU processes (gloo).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from egrc_lite.train.advantages import STAGE_ADVANTAGE, get_advantage_fn
+
+if TYPE_CHECKING:  # pragma: no cover
+    from egrc_lite.config import EgrcConfig, StageConfig
+    from egrc_lite.runs import RunDir
+
+logger = logging.getLogger(__name__)
+
+TRL_SEAMS = ("_calculate_rewards", "_generate_and_score_completions", "_get_per_token_logps_and_entropies")
+"""The private GRPOTrainer methods the mixin overrides (tested by name and signature)."""
+
+_PRE_TRL_FORWARD = "_egrc_pre_trl_forward"
+
+
+def _base_model(model: Any) -> Any:
+    return model.get_base_model() if hasattr(model, "get_base_model") else model
+
+
+def restore_forward(model: Any) -> None:
+    """Undo TRL's fused-LM-head patch (an instance ``forward``) from an earlier trainer on ``model``.
+
+    The first call records the pre-TRL instance forward (usually none), later calls put it back,
+    so each new trainer patches a clean model with its own temperature.
+    """
+    if not isinstance(model, torch.nn.Module):
+        return
+    base = _base_model(model)
+    if not hasattr(base, _PRE_TRL_FORWARD):
+        object.__setattr__(base, _PRE_TRL_FORWARD, base.__dict__.get("forward"))
+        return
+    original = getattr(base, _PRE_TRL_FORWARD)
+    if original is None:
+        base.__dict__.pop("forward", None)
+    else:
+        base.forward = original
+
+
+def _quantiles(values: torch.Tensor, qs: tuple[float, ...]) -> list[float]:
+    if values.numel() == 0:
+        return [float("nan")] * len(qs)
+    return torch.quantile(values.float(), torch.tensor(qs, dtype=torch.float32)).tolist()
+
+
+class EgrcTrainerMixin:
+    """Replaces TRL's advantages with egrc-lite's for one stage ``mode`` (compress|explore|entangled).
+
+    Use through :func:`make_trainer_class` / ``EgrcGRPOTrainer``; extra constructor arguments are
+    ``mode`` and ``adv_beta`` (``beta`` of ``A = beta * R``). After each generation,
+    :meth:`egrc_pop_step_stats` returns the step's metrics (rewards, lengths, kept fraction,
+    entropy, advantage stats) and :attr:`egrc_samples` the captured completions when
+    :attr:`egrc_capture_samples` was set.
+    """
+
+    egrc_zero_completion_mask = False
+    """Also zero dropped rows of ``completion_mask`` (for a loss that ignores ``tool_mask``); the
+    entropy metric then covers the kept samples only."""
+
+    def __init__(self, *args: Any, mode: str = "compress", adv_beta: float = 1.0, **kwargs: Any) -> None:
+        if mode not in STAGE_ADVANTAGE:
+            raise ValueError(f"unknown stage mode {mode!r}; valid modes: {', '.join(STAGE_ADVANTAGE)}")
+        restore_forward(kwargs.get("model", args[0] if args else None))
+        self.egrc_mode = mode
+        self.egrc_adv_beta = float(adv_beta)
+        self.egrc_capture_samples = False
+        self.egrc_samples: list[dict[str, Any]] = []
+        self._egrc_adv_fn = get_advantage_fn(STAGE_ADVANTAGE[mode])
+        self._egrc_rewards_per_func: torch.Tensor | None = None
+        self._egrc_stats: dict[str, float] = {}
+        self._egrc_entropy = [0.0, 0.0]  # sum, count over sampled completion tokens (all processes)
+        self.egrc_connectors: Any = None  # an analysis.ConnectorMatcher: connector metrics per step
+        self._egrc_conn = [0.0, 0.0, 0.0, 0.0]  # n, sum H at connectors; n, sum H at other tokens
+        self._egrc_skip_update = False
+        super().__init__(*args, **kwargs)
+        self.add_callback(_make_skip_callback(self))
+
+    # ------------------------------------------------------------------ TRL seams
+    def _calculate_rewards(self, *args: Any, **kwargs: Any) -> torch.Tensor:
+        rewards_per_func = super()._calculate_rewards(*args, **kwargs)  # [B_all, F], gathered
+        self._egrc_rewards_per_func = rewards_per_func
+        return rewards_per_func
+
+    def _generate_and_score_completions(self, inputs: list[dict[str, Any]]) -> dict[str, Any]:
+        self._egrc_rewards_per_func = None
+        out = super()._generate_and_score_completions(inputs)
+        rewards_per_func = self._egrc_rewards_per_func
+        if rewards_per_func is None:
+            raise RuntimeError("GRPOTrainer no longer calls _calculate_rewards from _generate_and_score_completions; "
+                               "egrc-lite's TRL seam is broken for this TRL version")
+        training = self.model.training
+        group = self.num_generations if training else self.num_generations_eval
+        weights = self.reward_weights.to(rewards_per_func.device)  # [F]
+        rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)  # [B_all]
+        result = self._egrc_adv_fn(rewards.float().cpu(), group_size=group, beta=self.egrc_adv_beta)
+
+        completion_mask = out["completion_mask"]  # [B, T]
+        n_local = completion_mask.size(0)
+        local = slice(self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local)
+        device = completion_mask.device
+        keep = result.mask[local].to(device)  # [B]
+        out["advantages"] = result.advantages[local].to(device=device, dtype=out["advantages"].dtype)  # [B]
+        keep_tok = keep.unsqueeze(1).to(completion_mask.dtype)  # [B, 1]
+        loss_mask = out.get("tool_mask")  # TRL's loss-only mask (tool-result tokens), if any
+        loss_mask = (torch.ones_like(completion_mask) if loss_mask is None else loss_mask) * keep_tok  # [B, T]
+        out["tool_mask"] = loss_mask
+        if self.egrc_zero_completion_mask:
+            out["completion_mask"] = completion_mask * keep_tok
+        num_items = self.accelerator.gather((completion_mask * loss_mask).sum()).sum()  # kept tokens, all ranks
+        out["num_items_in_batch"] = num_items
+        self._egrc_skip_update = training and int(num_items.item()) == 0
+
+        lengths = self.accelerator.gather(completion_mask.sum(dim=1)).float().cpu()  # [B_all]
+        truncated = self._truncated(out["completion_ids"], completion_mask)  # [B_all]
+        self._egrc_stats = self._step_stats(rewards_per_func, rewards, result, lengths, truncated)
+        if self.egrc_capture_samples:
+            self.egrc_samples = self._capture_samples(inputs, rewards_per_func, rewards, result, lengths)
+        return out
+
+    def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor,
+                                           attention_mask: torch.Tensor, logits_to_keep: int,
+                                           *args: Any, **kwargs: Any) -> Any:
+        result = super()._get_per_token_logps_and_entropies(
+            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        entropies = result[1]
+        if entropies is not None and torch.is_grad_enabled() and self.model.training:
+            mask = attention_mask[:, -logits_to_keep:].to(entropies.dtype)  # [B, T] sampled tokens
+            total = torch.stack([(entropies.detach() * mask).sum(), mask.sum()])  # [2]
+            if self.egrc_connectors is not None:
+                ids = input_ids[:, -logits_to_keep:]  # [B, T]
+                total = torch.cat([total, self.egrc_connectors.sums(ids, entropies, mask)])  # [6]
+            total = self.accelerator.reduce(total, reduction="sum").tolist()
+            self._egrc_entropy[0] += total[0]
+            self._egrc_entropy[1] += total[1]
+            for i, value in enumerate(total[2:]):
+                self._egrc_conn[i] += value
+        return result
+
+    # ------------------------------------------------------------------ metrics
+    def _truncated(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """[B_all] bool: completions (ids, mask: [B, T]) that hit the generation cap without an EOS."""
+        lengths = mask.sum(dim=1)  # [B]
+        last = ids.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # [B]
+        eos = torch.tensor(list(self.eos_token_ids), device=ids.device)
+        truncated = (~torch.isin(last, eos)) & (lengths >= self.max_completion_length)  # [B]
+        return self.accelerator.gather(truncated).cpu()
+
+    def _step_stats(self, rewards_per_func: torch.Tensor, rewards: torch.Tensor, result: Any,
+                    lengths: torch.Tensor, truncated: torch.Tensor) -> dict[str, float]:
+        rpf = rewards_per_func.float().cpu()  # [B_all, F]
+        stats: dict[str, float] = {"reward/mean": float(torch.nanmean(rewards.float().cpu()))}
+        for i, name in enumerate(self.reward_func_names):
+            stats[f"reward/{name}"] = float(torch.nanmean(rpf[:, i]))
+        if "answer" in self.reward_func_names:
+            stats["acc"] = float((rpf[:, self.reward_func_names.index("answer")] > 0).float().mean())
+        p50, p90 = _quantiles(lengths, (0.5, 0.9))
+        stats.update({"len/mean": float(lengths.mean()), "len/p50": p50, "len/p90": p90,
+                      "clip_rate": float(truncated.float().mean()),
+                      "kept_frac": float(result.mask.float().mean()),
+                      "skipped_update": float(self._egrc_skip_update)})
+        kept = result.mask
+        stats["adv/mean_kept"] = float(result.advantages[kept].mean()) if bool(kept.any()) else 0.0
+        for key, value in result.stats.items():
+            stats[key if key.startswith("adv/") else f"adv/{key}"] = float(value)
+        return stats
+
+    def egrc_pop_step_stats(self) -> dict[str, float]:
+        """The last generation's metrics plus the mean token entropy of its completions; resets them."""
+        stats = dict(self._egrc_stats)
+        total, count = self._egrc_entropy
+        stats["entropy/mean"] = total / count if count > 0 else float("nan")
+        if self.egrc_connectors is not None and count > 0:
+            stats.update(self.egrc_connectors.stats_from_sums(self._egrc_conn, prefix=""))
+        self._egrc_stats, self._egrc_entropy, self._egrc_conn = {}, [0.0, 0.0], [0.0, 0.0, 0.0, 0.0]
+        return stats
+
+    def _capture_samples(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor,
+                         rewards: torch.Tensor, result: Any, lengths: torch.Tensor) -> list[dict[str, Any]]:
+        """Gathered prompts/completions of this batch from TRL's completion log, with our scores."""
+        from accelerate.utils import gather_object
+
+        n_all = rewards.numel()
+        logs = getattr(self, "_logs", None)
+        if not logs or len(logs.get("completion", ())) < n_all:
+            return []
+        prompts, completions = list(logs["prompt"])[-n_all:], list(logs["completion"])[-n_all:]
+        extra = gather_object([{"id": x.get("id"), "answer": x.get("answer")} for x in inputs])
+        rpf = rewards_per_func.float().cpu()
+        return [{
+            "id": extra[i].get("id") if i < len(extra) else None,
+            "prompt": _text(prompts[i]), "completion": _text(completions[i]),
+            "answer": extra[i].get("answer") if i < len(extra) else None,
+            "reward": _json_float(rewards[i]),
+            "rewards": {n: _json_float(rpf[i, j]) for j, n in enumerate(self.reward_func_names)},
+            "advantage": float(result.advantages[i]), "kept": bool(result.mask[i]), "length": int(lengths[i]),
+        } for i in range(n_all)]
+
+
+def _json_float(value: Any) -> float | None:
+    value = float(value)
+    return value if value == value and abs(value) != float("inf") else None
+
+
+def _text(message: Any) -> str:
+    """The text of a prompt/completion: a string, or the last message's content of a conversation."""
+    if isinstance(message, str):
+        return message
+    if isinstance(message, list) and message and isinstance(message[-1], dict):
+        return str(message[-1].get("content", ""))
+    return str(message)
+
+
+def _make_skip_callback(trainer: Any) -> Any:
+    """A callback that drops all gradients before ``optimizer.step()`` when the step kept no sample."""
+    from transformers import TrainerCallback
+
+    class SkipEmptyUpdate(TrainerCallback):
+        def on_pre_optimizer_step(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+            if trainer._egrc_skip_update:
+                for param in trainer.model.parameters():
+                    param.grad = None
+                logger.info("step %d kept no sample: optimizer update skipped", state.global_step + 1)
+
+    return SkipEmptyUpdate()
+
+
+_CLASSES: dict[type, type] = {}
+
+
+def make_trainer_class(base: type | None = None) -> type:
+    """``EgrcTrainerMixin`` on top of ``base`` (default: the current ``trl.GRPOTrainer``), cached."""
+    if base is None:
+        from trl import GRPOTrainer as base  # noqa: N813
+    if base not in _CLASSES:
+        _CLASSES[base] = type("EgrcGRPOTrainer", (EgrcTrainerMixin, base), {
+            "__module__": __name__, "__doc__": EgrcTrainerMixin.__doc__})
+    return _CLASSES[base]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EgrcGRPOTrainer":
+        return make_trainer_class()
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def batch_shape(cfg: EgrcConfig) -> tuple[int, int]:
+    """``(per_device_train_batch_size, gradient_accumulation_steps)`` for one optimiser step of
+    ``train.prompts_per_step`` prompts x ``G`` completions per process."""
+    from egrc_lite.config import ConfigError
+
+    completions = cfg.train.prompts_per_step * cfg.train.num_generations
+    accum = cfg.train.gradient_accumulation_steps
+    if completions % accum:
+        raise ConfigError(f"train.prompts_per_step * train.num_generations = {completions} completions per step "
+                          f"must be divisible by train.gradient_accumulation_steps ({accum})")
+    return completions // accum, accum
+
+
+def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, seed: int | None = None,
+                      **overrides: Any) -> Any:
+    """TRL's ``GRPOConfig`` for one stage: one optimiser step = ``prompts_per_step`` prompts x ``G``.
+
+    Loss "dapo" divides by ``num_items_in_batch`` (the kept tokens, see the module doc); one
+    generation per optimiser step (``steps_per_generation = gradient_accumulation_steps``,
+    ``num_iterations = 1``), so samples are on-policy and the clipped ratio is 1.
+    """
+    import dataclasses
+
+    from trl import GRPOConfig
+
+    per_device, accum = batch_shape(cfg)
+    train, dtype = cfg.train, cfg.model.dtype
+    kwargs: dict[str, Any] = dict(
+        output_dir=output_dir, max_steps=stage.steps, seed=train.seed if seed is None else seed,
+        per_device_train_batch_size=per_device, gradient_accumulation_steps=accum, steps_per_generation=accum,
+        num_generations=train.num_generations, num_iterations=1,
+        temperature=stage.temperature, top_p=stage.top_p, max_completion_length=stage.max_completion_length,
+        epsilon=stage.epsilon_low, epsilon_high=stage.epsilon_high, beta=stage.kl_beta,
+        learning_rate=stage.learning_rate or train.learning_rate, lr_scheduler_type=train.lr_scheduler_type,
+        warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm,
+        optim=train.optim, loss_type="dapo", scale_rewards="group" if stage.mode == "explore" else "none",
+        logging_steps=1, report_to="none", save_strategy="steps", save_steps=train.save_steps,
+        save_total_limit=train.save_total_limit, bf16=dtype == "bfloat16" and torch.cuda.is_available(),
+        fp16=dtype == "float16" and torch.cuda.is_available(),
+        log_completions=False, disable_tqdm=True,
+        remove_unused_columns=False, dataloader_num_workers=0,
+        use_cpu=not torch.cuda.is_available(),  # lets torchrun / `accelerate launch --multi_gpu` run on CPUs
+    )
+    # transformers >= 5.2x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing
+    names = {f.name for f in dataclasses.fields(GRPOConfig)}
+    kwargs["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = \
+        cfg.model.gradient_checkpointing
+    kwargs.update(overrides)
+    return GRPOConfig(**kwargs)
+
+
+def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: Any, dataset: Any, *,
+                  output_dir: str, seed: int | None = None, reward_funcs: list[Any] | None = None,
+                  callbacks: list[Any] | None = None, trainer_class: type | None = None,
+                  **config_overrides: Any) -> Any:
+    """A fresh ``EgrcGRPOTrainer`` for ``stage`` on ``model`` (a PEFT model), quiet (no TRL printing)."""
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    from egrc_lite.train.reward_funcs import build_reward_funcs
+
+    args = build_grpo_config(cfg, stage, output_dir=output_dir, seed=seed, **config_overrides)
+    funcs = reward_funcs if reward_funcs is not None else build_reward_funcs(stage.mode, cfg.reward, stage)
+    cls = trainer_class or make_trainer_class()
+    trainer = cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
+                  callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta)
+    for noisy in (PrinterCallback, ProgressCallback):
+        trainer.remove_callback(noisy)
+    if cfg.analysis.track_entropy:
+        from egrc_lite.analysis.entropy import get_connector_matcher
+
+        trainer.egrc_connectors = get_connector_matcher(tokenizer, cfg.analysis.connectors)
+    return trainer
+
+
+def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init_adapter: str | None = None,
+                 stage_filter: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """Run the stage schedule into ``run_dir``; see :func:`egrc_lite.train.runner.run_schedule`.
+
+    On the unsloth backend its module (which imports unsloth) is loaded before the stage runner
+    imports transformers and TRL, as unsloth requires.
+    """
+    from egrc_lite.backends import resolve_backend
+
+    if resolve_backend(cfg.backend)[0] == "unsloth":  # pragma: no cover - GPU only
+        if cfg.unsloth.vllm_standby:
+            os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")  # unsloth reads it at import
+        import egrc_lite.backends.unsloth  # noqa: F401
+    from egrc_lite.train.runner import run_schedule as _run
+
+    return _run(cfg, run_dir, resume=resume, init_adapter=init_adapter, stage_filter=stage_filter,
+                progress=progress)
