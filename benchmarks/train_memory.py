@@ -47,7 +47,7 @@ def overrides(args: argparse.Namespace, accum: int) -> list[str]:
 def child(args: argparse.Namespace) -> None:
     from egrc_lite.presets import resolve
     from egrc_lite.runs import JsonlLog, RunDir
-    from egrc_lite.train.trainer import run_schedule
+    from egrc_lite.train import run_schedule
 
     cfg = resolve([args.preset], overrides(args, args.child))
     with tempfile.TemporaryDirectory() as tmp:

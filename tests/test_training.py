@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from egrc_lite import train
 from egrc_lite.train import runner as stage_runner, trainer as training
 from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.runs import RunDir
@@ -314,7 +315,7 @@ def test_smoke_two_stages_end_to_end(tmp_path):
         def end_stage(self):
             calls.append(("end",))
 
-    result = training.run_schedule(tiny_cfg(), run_dir, progress=Progress())
+    result = train.run_schedule(tiny_cfg(), run_dir, progress=Progress())
     assert result["steps"] == 5
     assert [(s["name"], s["steps"], s["reason"]) for s in result["stages"]] == [
         ("compress", 3, "steps"), ("explore", 2, "steps")]
@@ -341,7 +342,7 @@ def test_auto_switch_ends_compression_early(tmp_path):
                              "auto_switch": {"enabled": True, "metric": "entropy", "window": 1, "patience": 1,
                                              "min_delta": 0.5, "min_steps": 2}})
     run_dir = RunDir(tmp_path / "run")
-    result = training.run_schedule(cfg, run_dir)
+    result = train.run_schedule(cfg, run_dir)
     assert result["switch_steps"] == {"compress": 2}
     rows = run_dir.metrics.rows()
     assert [(r["stage"], r["stage_step"]) for r in rows] == [("compress", 1), ("compress", 2), ("explore", 1)]
@@ -352,9 +353,9 @@ def test_auto_switch_ends_compression_early(tmp_path):
 
 def test_stage_filter_and_init_adapter(tmp_path):
     first = RunDir(tmp_path / "first")
-    training.run_schedule(tiny_cfg(schedule={"stages": [{"mode": "compress", "steps": 1, "length_clip": 4}]}), first)
+    train.run_schedule(tiny_cfg(schedule={"stages": [{"mode": "compress", "steps": 1, "length_clip": 4}]}), first)
     run_dir = RunDir(tmp_path / "second")
-    result = training.run_schedule(tiny_cfg(), run_dir, stage_filter=["explore"], init_adapter=str(first.adapter_dir))
+    result = train.run_schedule(tiny_cfg(), run_dir, stage_filter=["explore"], init_adapter=str(first.adapter_dir))
     assert [s["name"] for s in result["stages"]] == ["explore"]
     assert [r["stage"] for r in run_dir.metrics.rows()] == ["explore", "explore"]
     assert "adapter:" in result["model_source"]
@@ -362,6 +363,7 @@ def test_stage_filter_and_init_adapter(tmp_path):
 
 CRASH_SCRIPT = textwrap.dedent("""
     import json, os, signal, sys
+    from egrc_lite import train
     from egrc_lite.train import trainer as training
     from egrc_lite.config import EgrcConfig
     from egrc_lite.runs import RunDir
@@ -379,7 +381,7 @@ CRASH_SCRIPT = textwrap.dedent("""
         return original(self, inputs)
 
     cls._generate_and_score_completions = generate_then_maybe_die
-    training.run_schedule(cfg, RunDir(sys.argv[1]))
+    train.run_schedule(cfg, RunDir(sys.argv[1]))
 """)
 
 
@@ -392,7 +394,7 @@ def _resume_cfg() -> EgrcConfig:
 def reference_rows(tmp_path_factory):
     """The metrics of an uninterrupted run of ``_resume_cfg()``."""
     run_dir = RunDir(tmp_path_factory.mktemp("reference") / "run")
-    training.run_schedule(_resume_cfg(), run_dir)
+    train.run_schedule(_resume_cfg(), run_dir)
     return run_dir.metrics.rows()
 
 
@@ -418,7 +420,7 @@ def test_kill_mid_stage_and_resume(tmp_path, reference_rows):
     assert [r["step"] for r in run_dir.metrics.rows()] == [1, 2, 3, 4, 5, 6]
     assert not run_dir.is_finished()
 
-    result = training.run_schedule(cfg, run_dir, resume=True)
+    result = train.run_schedule(cfg, run_dir, resume=True)
     assert result["resumed_from"].endswith(str(Path("1-explore") / "checkpoint-2"))  # global step 5
     assert result["steps"] == 7
     rows = run_dir.metrics.rows()
@@ -426,7 +428,7 @@ def test_kill_mid_stage_and_resume(tmp_path, reference_rows):
     assert [r["stage_step"] for r in rows] == [1, 2, 3, 1, 2, 3, 4]
     assert run_dir.is_finished() and (run_dir.adapter_dir / "adapter_model.safetensors").is_file()
     _same_trajectory(rows, reference_rows, steps=(6, 7))
-    again = training.run_schedule(cfg, run_dir, resume=True)  # a finished run: nothing to do
+    again = train.run_schedule(cfg, run_dir, resume=True)  # a finished run: nothing to do
     assert again["steps"] == 7 and len(run_dir.metrics.rows()) == 7
 
 
@@ -445,12 +447,12 @@ def test_resume_at_stage_boundary_loads_previous_stage_adapter(tmp_path, monkeyp
 
     monkeypatch.setattr(cls, "_generate_and_score_completions", crash_in_explore)
     with pytest.raises(KeyboardInterrupt):
-        training.run_schedule(cfg, run_dir)
+        train.run_schedule(cfg, run_dir)
     monkeypatch.setattr(cls, "_generate_and_score_completions", original)
     loaded = []
     real_load = stage_runner._load_adapter_weights
     monkeypatch.setattr(stage_runner, "_load_adapter_weights", lambda m, c: (loaded.append(c), real_load(m, c)))
-    result = training.run_schedule(cfg, run_dir, resume=True)
+    result = train.run_schedule(cfg, run_dir, resume=True)
     assert loaded and loaded[0].endswith(str(Path("0-compress") / "checkpoint-3"))
     assert result["steps"] == 7
     rows = run_dir.metrics.rows()
@@ -482,7 +484,7 @@ def test_two_compression_steps_on_smollm2(tmp_path):
         "train": {"num_generations": 4, "prompts_per_step": 1, "learning_rate": 1e-4},
     })
     run_dir = RunDir(tmp_path / "run")
-    result = training.run_schedule(cfg, run_dir)
+    result = train.run_schedule(cfg, run_dir)
     assert result["steps"] == 2
     rows = run_dir.metrics.rows()
     assert len(rows) == 2 and all(0 < r["train/len/mean"] <= 24 for r in rows)

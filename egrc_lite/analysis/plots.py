@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from egrc_lite.evaluation.plots import save_png
+from egrc_lite.runs import save_png
 
 CONNECTOR_COLOR = "tab:orange"
 OTHER_COLOR = "tab:gray"

@@ -145,7 +145,7 @@ def _sample(model: Any, tokenizer: Any, problems: Sequence[Problem], settings: A
             source: str) -> list[dict[str, Any]]:
     """Rollouts as dicts with ``problem``, ``sample``, ``prompt_ids`` and the generated :class:`Sample`."""
     from egrc_lite.data import build_messages
-    from egrc_lite.generate import HFGenerator
+    from egrc_lite.generate.hf import HFGenerator
 
     gen = HFGenerator(model, tokenizer, batch_size=settings.batch_size, model_source=source)
     data_cfg = DataConfig(prompt_suffix=settings.prompt_suffix)

@@ -1,68 +1,59 @@
-"""Model backends: ``hf`` (transformers + PEFT, CPU or GPU) and ``unsloth`` (GPU, in-process vLLM).
+"""Training backends, and where every model comes from.
 
-Choosing one imports nothing heavy: availability is checked with ``importlib.util.find_spec``
-(unsloth must never be imported by accident, since it patches TRL and transformers at import).
+Owns: choosing a training backend (``base``: ``hf`` or ``unsloth``, :class:`BackendError`);
+resolving and loading a model source and its tokenizer (``sources``, ``tiny``: used by training,
+generation, merge and analysis alike); and the backends themselves behind one small interface,
+:class:`TrainingBackend` (``hf``: transformers + PEFT on a CPU or GPU; ``unsloth``: Unsloth with
+in-process vLLM on a GPU, whose module imports unsloth and so is imported only on that path).
+Generation for evaluation is not here: see :mod:`egrc_lite.generate`.
 
-CPU check of the unsloth code path: with ``EGRC_ALLOW_UNSLOTH_CPU=1`` (and unsloth installed)
-``resolve_backend("unsloth")`` accepts a machine without a GPU; unsloth then falls back to stock
-transformers/PEFT/TRL and vLLM stays off. Only ``benchmarks/gpu_path_cpu_check.sh`` uses it.
-
->>> resolve_backend("hf")
-('hf', 'asked for hf')
+May import: config, data, errors.
 """
 
 from __future__ import annotations
 
-import importlib.util
-import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
-from egrc_lite.errors import EgrcError
+from egrc_lite.backends.base import BACKENDS, CPU_CHECK_ENV, GPU_EXTRA, BackendError, resolve_backend
 
-BACKENDS = ("auto", "hf", "unsloth")
-GPU_EXTRA = "pip install -e '.[gpu]' -c constraints/gpu.txt"
-CPU_CHECK_ENV = "EGRC_ALLOW_UNSLOTH_CPU"
+if TYPE_CHECKING:  # pragma: no cover
+    from egrc_lite.config import EgrcConfig, StageConfig
 
-
-class BackendError(EgrcError):
-    """A backend or model cannot be used here; its message is one line naming the fix."""
-
-
-def _cuda_available() -> bool:
-    try:
-        import torch
-    except ImportError:  # pragma: no cover - torch is a core dependency
-        return False
-    return bool(torch.cuda.is_available())
+__all__ = ["BACKENDS", "CPU_CHECK_ENV", "GPU_EXTRA", "BackendError", "TrainingBackend", "load_backend",
+           "resolve_backend"]
 
 
-def _missing_gpu_packages() -> list[str]:
-    return [name for name in ("unsloth", "vllm") if importlib.util.find_spec(name) is None]
+@dataclass(frozen=True)
+class TrainingBackend:
+    """What the stage runner needs from a training backend.
 
-
-def resolve_backend(name: str) -> tuple[str, str]:
-    """Pick the backend for ``name`` ("auto", "hf" or "unsloth"): ``(backend, reason in words)``.
-
-    ``auto`` picks unsloth only when a CUDA GPU is visible and unsloth and vllm are installed,
-    else hf. Asking for unsloth where it cannot run raises :class:`BackendError`.
+    ``load_policy(cfg, init_adapter=None) -> (peft_model, tokenizer, model_source)``;
+    ``grpo_overrides(cfg, stage) -> dict`` of extra ``GRPOConfig`` settings (vLLM on unsloth).
     """
-    if name not in BACKENDS:
-        raise BackendError(f"unknown backend '{name}'; valid: {', '.join(BACKENDS)}")
-    if name == "hf":
-        return "hf", "asked for hf"
-    missing = _missing_gpu_packages()
-    cuda = _cuda_available()
-    if name == "unsloth":
-        if not cuda and os.environ.get(CPU_CHECK_ENV) == "1":
-            if "unsloth" in missing:
-                raise BackendError(f"backend 'unsloth' needs unsloth: {GPU_EXTRA}")
-            return "unsloth", f"asked for unsloth; no GPU, {CPU_CHECK_ENV}=1: unsloth's CPU fallback, no vLLM"
-        if missing:
-            raise BackendError(f"backend 'unsloth' needs {' and '.join(missing)}: {GPU_EXTRA}")
-        if not cuda:
-            raise BackendError("backend 'unsloth' needs a CUDA GPU and none is visible (use --backend hf on a CPU)")
-        return "unsloth", "asked for unsloth; a CUDA GPU and unsloth+vllm are available"
-    if not cuda:
-        return "hf", "auto: no CUDA GPU visible, so transformers+PEFT (hf)"
-    if missing:
-        return "hf", f"auto: a GPU is visible but {' and '.join(missing)} is not installed ({GPU_EXTRA}), so hf"
-    return "unsloth", "auto: a CUDA GPU and unsloth+vllm are available"
+
+    name: str
+    reason: str
+    load_policy: Callable[..., tuple[Any, Any, str]]
+    grpo_overrides: Callable[[EgrcConfig, StageConfig], dict[str, Any]]
+
+
+def _no_overrides(cfg: EgrcConfig, stage: StageConfig) -> dict[str, Any]:
+    return {}
+
+
+def load_backend(cfg: EgrcConfig) -> TrainingBackend:
+    """The training backend ``cfg.backend`` resolves to, its module imported.
+
+    On unsloth this imports unsloth (which patches TRL, transformers and PEFT), so call it before
+    anything imports those; :func:`egrc_lite.train.run_schedule` does.
+    """
+    name, reason = resolve_backend(cfg.backend)
+    if name == "unsloth":  # pragma: no cover - GPU only (and the CPU check script)
+        from egrc_lite.backends import unsloth
+
+        return TrainingBackend(name, reason, unsloth.load_policy, unsloth.grpo_config_overrides)
+    from egrc_lite.backends import hf
+
+    return TrainingBackend(name, reason, hf.load_policy, _no_overrides)

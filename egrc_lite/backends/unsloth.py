@@ -1,13 +1,14 @@
 """The unsloth backend: Unsloth LoRA / 4-bit QLoRA with vLLM sampling in the same process (GPU).
 
 Importing this module imports unsloth, which patches TRL, transformers and PEFT at import time;
-so it must come before them, and only on this path. :func:`egrc_lite.train.trainer.run_schedule`
-imports it first on the unsloth backend (and sets ``UNSLOTH_VLLM_STANDBY=1`` beforehand when
+so it must come before them, and only on this path. :func:`egrc_lite.train.run_schedule`
+imports it first on the unsloth backend (through :func:`egrc_lite.backends.load_backend`) (and sets ``UNSLOTH_VLLM_STANDBY=1`` beforehand when
 ``unsloth.vllm_standby`` is on, since unsloth reads it at import). Nothing else in egrc-lite
 imports it.
 
 Training uses the same GRPOTrainer subclass as the hf backend, built on the ``GRPOTrainer`` that
-unsloth patched (:func:`make_trainer_class`); its ``compute_loss`` is unsloth's, untouched.
+unsloth patched (:func:`egrc_lite.train.trainer.make_trainer_class`); its ``compute_loss`` is
+unsloth's, untouched.
 
 Memory knobs (config section ``unsloth``; see the README "GPU" section):
 
@@ -39,7 +40,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from egrc_lite.backends import GPU_EXTRA, BackendError
+from egrc_lite.backends.base import GPU_EXTRA, BackendError
 
 if importlib.util.find_spec("unsloth") is None:
     raise BackendError(f"backend 'unsloth' needs unsloth: {GPU_EXTRA}")
@@ -97,7 +98,7 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     """
     import torch
 
-    from egrc_lite.backends.hf import resolve_model_source
+    from egrc_lite.backends.sources import resolve_model_source
 
     path, source = resolve_model_source(cfg)
     fast = fast_inference_available()
@@ -136,7 +137,7 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise BackendError(f"could not load model '{cfg.model.name_or_path}': {first}") from None
     if cfg.model.tokenizer:
-        from egrc_lite.backends.hf import load_tokenizer
+        from egrc_lite.backends.sources import load_tokenizer
 
         tokenizer = load_tokenizer(path, cfg)
     tokenizer.padding_side = "left"
@@ -164,24 +165,3 @@ def grpo_config_overrides(cfg: EgrcConfig, stage: StageConfig) -> dict[str, Any]
     if cfg.unsloth.vllm_standby:
         out["vllm_enable_sleep_mode"] = True
     return out
-
-
-_TRAINER: dict[type, type] = {}
-
-
-def make_trainer_class() -> type:
-    """egrc-lite's GRPOTrainer subclass on the ``GRPOTrainer`` unsloth patched.
-
-    Unsloth's ``compute_loss`` is kept; since it may not apply TRL's loss-only ``tool_mask``,
-    dropped samples are also zeroed in ``completion_mask`` there (``egrc_zero_completion_mask``).
-    """
-    from trl import GRPOTrainer
-
-    from egrc_lite.train.trainer import make_trainer_class as make
-
-    base = make(GRPOTrainer)
-    if base not in _TRAINER:
-        patched = GRPOTrainer.__name__.startswith("Unsloth")
-        _TRAINER[base] = type(base.__name__, (base,), {"__module__": base.__module__,
-                                                       "egrc_zero_completion_mask": patched})
-    return _TRAINER[base]

@@ -124,7 +124,7 @@ def _run_answer_rule(adapter: Path | None) -> str | None:
 
 def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]) -> None:
     from egrc_lite.analysis.run import AnalysisSettings, analyze_model
-    from egrc_lite.cli.evaluate import _eval_model  # model section + adapter dir, reading a run's config when needed
+    from egrc_lite.cli.evaluate import eval_model  # model section + adapter dir, reading a run's config when needed
     from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, validate_config
     from egrc_lite.cli.ui import console
 
@@ -132,7 +132,7 @@ def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]
         from egrc_lite.analysis.run import AnalysisError
 
         raise AnalysisError(f"--limit must be >= 1, got {opts['limit']}")
-    model_section, adapter = _eval_model(model, adapter)
+    model_section, adapter = eval_model(model, adapter)
     if opts["dtype"] is not None:
         model_section["dtype"] = opts["dtype"]
     cfg = validate_config({"model": model_section})

@@ -137,7 +137,7 @@ def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Pa
         console.print(f"[bold]egrc-lite[/] {cfg.description or name} -> {run_dir.path}  (backend: {backend}, {reason})")
     from transformers.utils import logging as hf_logging
 
-    from egrc_lite.train.trainer import run_schedule
+    from egrc_lite.train import run_schedule
 
     hf_logging.disable_progress_bar()
 

@@ -17,89 +17,26 @@ ModelOpt = Annotated[Optional[str], typer.Option(
 PAPER_BENCHMARKS_OPT = "aime24,amc,math500,minerva,olympiadbench,gsm8k"
 
 
-class _EvalProgressBar:
-    """A rich progress bar per benchmark: done/total, samples/s, tokens/s, ETA (implements EvalProgress)."""
-
-    def __init__(self, con: Any) -> None:
-        self.console = con
-        self._progress: Any = None
-        self._task: Any = None
-        self._t0 = 0.0
-        self._samples = 0
-        self._tokens = 0
-
-    def start(self, benchmark: str, total: int, reused: int) -> None:
-        import time
-
-        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, \
-            TimeRemainingColumn
-
-        self.close()
-        if reused:
-            self.console.print(f"{benchmark}: reusing {reused} of {total} samples already written")
-        self._progress = Progress(TextColumn("[bold cyan]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
-                                  TimeRemainingColumn(), console=self.console)
-        self._progress.start()
-        self._task = self._progress.add_task(benchmark, total=total, completed=reused, rate="")
-        self._t0, self._samples, self._tokens = time.perf_counter(), 0, 0
-
-    def advance(self, samples: int, tokens: int) -> None:
-        import time
-
-        self._samples += samples
-        self._tokens += tokens
-        dt = max(time.perf_counter() - self._t0, 1e-9)
-        rate = f"{self._samples / dt:.2f} samples/s  {self._tokens / dt:.0f} tok/s"
-        if self._progress is not None:
-            self._progress.update(self._task, advance=samples, rate=rate)
-
-    def finish(self, benchmark: str, summary: dict[str, Any]) -> None:
-        self.close()
-        lac = summary.get("l_acc")
-        self.console.print(f"{benchmark}: ACC {summary['acc']:.1f}  LEN {summary['len']:.0f}"
-                           + (f"  L-Acc {lac:.1f}" if isinstance(lac, (int, float)) else ""))
-
-    def close(self) -> None:
-        if self._progress is not None:
-            self._progress.stop()
-            self._progress = None
-
-
-def _eval_model(model: str | None, adapter: Path | None) -> tuple[dict[str, Any], Path | None]:
-    """The model section for ``eval`` and the adapter directory, reading a run's config when needed."""
-    import json
-
-    import yaml
-
+def eval_model(model: str | None, adapter: Path | None) -> tuple[dict[str, Any], Path | None]:
+    """The model section for ``eval`` / ``analyze`` and the adapter directory, reading a run's config when needed."""
     from egrc_lite.config import ConfigError
+    from egrc_lite.runs import adapter_base_name, find_adapter_dir, run_model_section
 
     if adapter is not None:
-        adapter = adapter.expanduser()
-        if not (adapter / "adapter_config.json").is_file() and (adapter / "adapter" / "adapter_config.json").is_file():
-            adapter = adapter / "adapter"  # a run directory
+        adapter = find_adapter_dir(adapter)
         if not (adapter / "adapter_config.json").is_file():
             raise ConfigError(f"--adapter {adapter}: no adapter_config.json there; point it at a LoRA adapter "
                               "directory (e.g. runs/NAME/adapter)")
-    run_model: dict[str, Any] | None = None
-    if adapter is not None and (adapter.parent / "config.yaml").is_file():
-        try:
-            saved = yaml.safe_load((adapter.parent / "config.yaml").read_text(encoding="utf-8")) or {}
-            run_model = dict(saved.get("model") or {})
-        except (OSError, yaml.YAMLError, AttributeError) as err:
-            raise ConfigError(f"{adapter.parent / 'config.yaml'}: unreadable run config ({type(err).__name__})") from None
+    run_model = run_model_section(adapter) if adapter is not None else None
     if model is not None:
         if run_model and run_model.get("name_or_path") == model:
             return run_model, adapter  # keeps e.g. builtin:tiny shapes and dtype of the run
         return {"name_or_path": model}, adapter
     if adapter is None:
         raise ConfigError("--model is required unless --adapter points at a run's adapter")
-    if run_model and run_model.get("name_or_path"):
+    if run_model:
         return run_model, adapter
-    try:
-        base = json.loads((adapter / "adapter_config.json").read_text(encoding="utf-8")).get("base_model_name_or_path")
-    except (OSError, ValueError):
-        base = None
+    base = adapter_base_name(adapter)
     if not base:
         raise ConfigError(f"--adapter {adapter}: its adapter_config.json names no base_model_name_or_path; pass --model")
     return {"name_or_path": base}, adapter
@@ -140,9 +77,9 @@ def eval_command(
     from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
     from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, validate_config
     from egrc_lite.evaluation.evaluate import EvalSettings, evaluate, read_summary
-    from egrc_lite.cli.ui import console
+    from egrc_lite.cli.ui import EvalProgressBar, console
 
-    model_section, adapter = _eval_model(model, adapter)
+    model_section, adapter = eval_model(model, adapter)
     if dtype is not None:
         model_section["dtype"] = dtype
     cfg = validate_config({"model": model_section})
@@ -163,7 +100,7 @@ def eval_command(
     console.print(f"[bold]egrc-lite eval[/] {cfg.model.name_or_path}" + (f" + {adapter}" if adapter else "")
                   + f" on {', '.join(b.name for b in benches)} -> {out_dir}")
     generator = get_generator(backend, cfg, adapter=adapter, batch_size=batch_size)
-    bar = _EvalProgressBar(console)
+    bar = EvalProgressBar(console)
     try:
         result = evaluate(generator, benches, out_dir, settings, model=cfg.model.name_or_path,
                           adapter=str(adapter.resolve()) if adapter else None, base=base,

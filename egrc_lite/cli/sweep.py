@@ -108,13 +108,12 @@ def _execute(plan: Any, out: Path, spec: Any) -> None:
 
     from rich.markup import escape
 
-    from egrc_lite.cli.evaluate import _EvalProgressBar
     from egrc_lite.evaluation.report import to_rich
     from egrc_lite.sweep.run import run_sweep
-    from egrc_lite.cli.ui import LiveTrainingDisplay, console
+    from egrc_lite.cli.ui import EvalProgressBar, LiveTrainingDisplay, console
 
     hf_logging.disable_progress_bar()
-    display, bar = LiveTrainingDisplay(console), _EvalProgressBar(console)
+    display, bar = LiveTrainingDisplay(console), EvalProgressBar(console)
     try:
         result = run_sweep(plan, out, spec, train_progress=display, eval_progress=bar,
                            notify=lambda line: console.print(f"[bold]sweep[/] {escape(line)}", highlight=False))

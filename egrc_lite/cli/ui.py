@@ -6,6 +6,7 @@ Only the CLI uses this module; library code logs through ``logging``.
 from __future__ import annotations
 
 import functools
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -97,3 +98,45 @@ def user_errors(fn: Callable[..., Any] | None = None, *, interrupted: str = INTE
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+class EvalProgressBar:
+    """A rich progress bar per benchmark: done/total, samples/s, tokens/s, ETA (implements EvalProgress)."""
+
+    def __init__(self, con: Any) -> None:
+        self.console = con
+        self._progress: Any = None
+        self._task: Any = None
+        self._t0 = 0.0
+        self._samples = 0
+        self._tokens = 0
+
+    def start(self, benchmark: str, total: int, reused: int) -> None:
+        self.close()
+        if reused:
+            self.console.print(f"{benchmark}: reusing {reused} of {total} samples already written")
+        self._progress = Progress(TextColumn("[bold cyan]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                                  TextColumn("{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("ETA"),
+                                  TimeRemainingColumn(), console=self.console)
+        self._progress.start()
+        self._task = self._progress.add_task(benchmark, total=total, completed=reused, rate="")
+        self._t0, self._samples, self._tokens = time.perf_counter(), 0, 0
+
+    def advance(self, samples: int, tokens: int) -> None:
+        self._samples += samples
+        self._tokens += tokens
+        dt = max(time.perf_counter() - self._t0, 1e-9)
+        rate = f"{self._samples / dt:.2f} samples/s  {self._tokens / dt:.0f} tok/s"
+        if self._progress is not None:
+            self._progress.update(self._task, advance=samples, rate=rate)
+
+    def finish(self, benchmark: str, summary: dict[str, Any]) -> None:
+        self.close()
+        lac = summary.get("l_acc")
+        self.console.print(f"{benchmark}: ACC {summary['acc']:.1f}  LEN {summary['len']:.0f}"
+                           + (f"  L-Acc {lac:.1f}" if isinstance(lac, (int, float)) else ""))
+
+    def close(self) -> None:
+        if self._progress is not None:
+            self._progress.stop()
+            self._progress = None

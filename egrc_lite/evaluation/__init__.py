@@ -1,1 +1,10 @@
-"""evaluation."""
+"""Evaluation: the length-accuracy trade-off of a model on benchmarks, and its report.
+
+Owns: the benchmark registry (``tasks``: the paper's six benchmarks, local JSONL files, the
+built-in held-out ``arithmetic`` set), sample -> grade -> per-sample records -> ``summary.json``,
+resumable (``evaluate``), the pure metrics (``metrics``: ACC, LEN, L-Acc, steps), report tables
+(``report``) and plots (``plots``: accuracy vs length with the Pareto front, per-problem lengths,
+training curves).
+
+May import: generate, grading, config, data, runs, errors.
+"""

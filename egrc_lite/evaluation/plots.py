@@ -14,12 +14,12 @@ Agg canvas (no pyplot, no global backend change). Files are written atomically.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 from egrc_lite.evaluation.report import Report, display_name
+from egrc_lite.runs import save_png
 
 TRAINING_KEYS = (
     ("train/len/mean", "mean length (tokens)"),
@@ -67,20 +67,6 @@ def per_problem(records: Sequence[Mapping[str, Any]]) -> dict[str, dict[str, flo
               "steps": sum(float(r.get("steps") or 0) for r in recs) / len(recs)}
         for pid, recs in grouped.items()
     }
-
-
-def save_png(fig: Any, path: str | Path) -> Path:
-    """Write ``fig`` as a PNG atomically (temp file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep the umask's permissions
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
 
 
 def _figure(width: float, height: float) -> Any:

@@ -1,4 +1,4 @@
-"""The ``vllm`` generation backend for evaluation: the :class:`egrc_lite.generate.Generator` interface on vLLM.
+"""The ``vllm`` generation backend for evaluation: the :class:`egrc_lite.generate.base.Generator` interface on vLLM.
 
 A base or merged model is served by vLLM directly; a LoRA adapter is applied per request
 (``LoRARequest``), never merged, so one engine can serve the base and the adapter alike.
@@ -25,8 +25,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from egrc_lite.backends import GPU_EXTRA
-from egrc_lite.generate import (
-    THINK_CLOSE, GenerationError, Messages, Sample, load_model_tokenizer, think_token_count,
+from egrc_lite.generate.base import (
+    GenerationError, Messages, Sample, encode_prompt, load_model_tokenizer, think_close_ids, think_token_count,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -67,18 +67,12 @@ class VLLMGenerator:
             self.stop_ids.add(int(tokenizer.eos_token_id))
         if not self.stop_ids:
             raise GenerationError("the tokenizer has no end-of-sequence token; set one in its tokenizer_config.json")
-        close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)
-        self.think_close_ids: list[int] = close if tokenizer.decode(close) == THINK_CLOSE else []
+        self.think_close_ids = think_close_ids(tokenizer)
         self.max_model_len = max_model_len
         self._warned_caps: set[int] = set()
 
     def encode_prompt(self, messages: Messages) -> list[int]:
-        """Token ids of the chat template with the assistant turn opened (as the hf backend)."""
-        if not getattr(self.tokenizer, "chat_template", None):
-            text = "\n".join(m["content"] for m in messages) + "\n"
-        else:
-            text = self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
-        return self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        return encode_prompt(self.tokenizer, messages)
 
     def _budget(self, prompt_len: int, max_tokens: int) -> int:
         if self.max_model_len and prompt_len + max_tokens > self.max_model_len:

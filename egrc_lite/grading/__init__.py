@@ -19,6 +19,12 @@ warms sympy up (~2 s, once, outside the deadline); off the main thread the first
 a worker process. This module holds the public API and decides where each math-verify comparison
 runs; importing it imports neither sympy nor math-verify.
 
+Owns, besides this facade: ``extract`` (answer extraction), ``quick`` and ``refute`` (pure-Python
+verdicts), ``numbers`` (number parsing and equality), ``text`` (normalisation), ``guards``
+(hostile-input limits), ``mathverify`` (the bounded math-verify call) and ``pool`` (killable workers).
+
+May import: errors. (Pure and self-contained: nothing else in egrc-lite.)
+
 >>> grade("<think>1+1</think> The answer is $\\\\boxed{\\\\dfrac{4}{2}}$.", "2")
 True
 >>> grade_many([("\\\\boxed{0.5}", "\\\\frac12"), ("\\\\boxed{3}", "4")])

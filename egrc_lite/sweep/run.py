@@ -187,9 +187,9 @@ def train_combination(combo: Combination, run_dir: RunDir, progress: Any = None)
         if run_dir.is_finished():
             return "reused"
     resume = run_dir.state_path.is_file()
-    from egrc_lite.train import trainer as training
+    from egrc_lite import train
 
-    training.run_schedule(combo.config, run_dir, resume=resume, progress=progress)
+    train.run_schedule(combo.config, run_dir, resume=resume, progress=progress)
     return "resumed" if resume else "trained"
 
 
@@ -235,7 +235,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, spec: SweepEval | None = None, *
               eval_progress: Any = None, notify: Callable[[str], None] | None = None) -> SweepResult:
     """Train every combination in turn (then evaluate it), evaluate the base once, write the report.
 
-    ``train_progress`` goes to :func:`egrc_lite.train.trainer.run_schedule`, ``eval_progress`` to
+    ``train_progress`` goes to :func:`egrc_lite.train.run_schedule`, ``eval_progress`` to
     :func:`egrc_lite.evaluation.evaluate.evaluate`; ``notify`` gets one line per step of the sweep.
     """
     out = Path(out).expanduser()

@@ -1,1 +1,39 @@
-"""train."""
+"""Two-stage RL training: compression, then exploration, as stages of one schedule.
+
+Owns: the reward formulas and the TRL reward callables (``rewards``), advantages (``advantages``),
+the stage plan and automatic switch (``schedule``), all pure; the TRL ``GRPOTrainer`` subclass,
+the only module that knows TRL internals (``trainer``); and the stage loop with resume
+(``runner``). :func:`run_schedule` is the entry point: it loads the training backend first
+(unsloth, when chosen, must be imported before transformers, TRL and PEFT), then runs the stages.
+
+May import: analysis (token statistics logged every step), backends, config, data, runs, errors.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # pragma: no cover
+    from egrc_lite.config import EgrcConfig
+    from egrc_lite.runs import RunDir
+
+__all__ = ["run_schedule"]
+
+
+def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init_adapter: str | None = None,
+                 stage_filter: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
+    """Run the stage schedule into ``run_dir``; see :func:`egrc_lite.train.runner.run_schedule`.
+
+    The training backend is loaded before the stage runner imports transformers and TRL: on
+    unsloth that imports unsloth first, as it requires (with ``UNSLOTH_VLLM_STANDBY=1`` set
+    beforehand when ``unsloth.vllm_standby`` is on, since unsloth reads it at import).
+    """
+    from egrc_lite.backends import load_backend, resolve_backend
+
+    if resolve_backend(cfg.backend)[0] == "unsloth" and cfg.unsloth.vllm_standby:  # pragma: no cover - GPU only
+        os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")
+    load_backend(cfg)
+    from egrc_lite.train.runner import run_schedule as run
+
+    return run(cfg, run_dir, resume=resume, init_adapter=init_adapter, stage_filter=stage_filter, progress=progress)

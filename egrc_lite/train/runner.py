@@ -198,34 +198,6 @@ def save_adapter(model: Any, tokenizer: Any, target: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def _load_backend(cfg: EgrcConfig) -> tuple[str, Any, type, Any]:
-    """``(backend, load_policy, trainer_class, grpo_overrides(cfg, stage) -> dict)`` of the configured backend.
-
-    The unsloth backend module imports unsloth (which patches ``trl.GRPOTrainer``) before the
-    trainer class is built from the then-current ``GRPOTrainer``; its optional
-    ``grpo_config_overrides(cfg, stage)`` adds vLLM settings to each stage's ``GRPOConfig``.
-    """
-    from egrc_lite.backends import resolve_backend
-
-    backend, reason = resolve_backend(cfg.backend)
-    logger.info("backend %s (%s)", backend, reason)
-    if backend == "unsloth":  # pragma: no cover - GPU only
-        from egrc_lite.backends import unsloth as ub
-
-        load_policy = ub.load_policy
-        overrides = getattr(ub, "grpo_config_overrides", None) or (lambda cfg, stage: {})
-        make_class = getattr(ub, "make_trainer_class", None)
-    else:
-        from egrc_lite.backends.hf import load_policy
-
-        def overrides(cfg: EgrcConfig, stage: Any) -> dict[str, Any]:
-            return {}
-        make_class = None
-    from egrc_lite.train.trainer import make_trainer_class
-
-    return backend, load_policy, (make_class or make_trainer_class)(), overrides
-
-
 def _stage_summary(rows: list[dict[str, Any]], finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for f in finished:
@@ -249,13 +221,17 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     import torch
     from accelerate import PartialState
 
+    from egrc_lite.backends import load_backend
     from egrc_lite.data import data_fingerprint, load_problems, to_prompt_dataset
+    from egrc_lite.train.trainer import make_trainer_class
 
     dist = PartialState(cpu=not torch.cuda.is_available())
     plan = select_stages(plan_stages(cfg.schedule), stage_filter)
     problems = load_problems(cfg.data)
     dataset = to_prompt_dataset(problems, cfg.data)
-    backend, load_policy, trainer_class, grpo_overrides = _load_backend(cfg)
+    backend = load_backend(cfg)  # on unsloth: imports it (already done by egrc_lite.train.run_schedule)
+    logger.info("backend %s (%s)", backend.name, backend.reason)
+    trainer_class = make_trainer_class()  # on top of trl.GRPOTrainer as the backend left it
     # one live display, on the main process (the others would draw the same bars over it)
     runner = _Runner(cfg, run_dir, plan, progress if dist.is_main_process else None, dist.is_main_process)
     if resume and run_dir.is_finished():
@@ -263,17 +239,17 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     checkpoint = _resume_point(runner) if resume else _fresh_start(runner)
     dist.wait_for_everyone()
 
-    model, tokenizer, model_source = load_policy(cfg, init_adapter=init_adapter)
+    model, tokenizer, model_source = backend.load_policy(cfg, init_adapter=init_adapter)
     if runner.is_main and (not resume or not run_dir.manifest_path.exists()):
         write_manifest(run_dir, cfg, data_hash=data_fingerprint(problems), model_source=model_source,
-                       extra={"backend": backend, "stages": [p.name for p in plan],
+                       extra={"backend": backend.name, "stages": [p.name for p in plan],
                               "stage_filter": stage_filter, "init_adapter": init_adapter})
     if checkpoint is not None and runner.schedule.stage_step == 0:
         _load_adapter_weights(model, checkpoint)  # the checkpoint ended its stage: start the next from it
 
     resume_from = checkpoint if checkpoint is not None and runner.schedule.stage_step > 0 else None
     while not runner.schedule.done(plan):
-        trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, grpo_overrides)
+        trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, backend.grpo_overrides)
         _train_stage(runner, trainer, resume_from)
         resume_from = None
         del trainer

@@ -35,7 +35,6 @@ normaliser use global counts. On a machine without CUDA the config sets ``use_cp
 from __future__ import annotations
 
 import logging
-import os
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -44,7 +43,6 @@ from egrc_lite.train.advantages import STAGE_ADVANTAGE, get_advantage_fn
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig, StageConfig
-    from egrc_lite.runs import RunDir
 
 logger = logging.getLogger(__name__)
 
@@ -268,12 +266,18 @@ _CLASSES: dict[type, type] = {}
 
 
 def make_trainer_class(base: type | None = None) -> type:
-    """``EgrcTrainerMixin`` on top of ``base`` (default: the current ``trl.GRPOTrainer``), cached."""
+    """``EgrcTrainerMixin`` on top of ``base`` (default: the current ``trl.GRPOTrainer``), cached.
+
+    On the ``GRPOTrainer`` unsloth patched, ``compute_loss`` is unsloth's, which may not apply TRL's
+    loss-only ``tool_mask``; dropped samples are then also zeroed in ``completion_mask``
+    (``egrc_zero_completion_mask``).
+    """
     if base is None:
         from trl import GRPOTrainer as base  # noqa: N813
     if base not in _CLASSES:
         _CLASSES[base] = type("EgrcGRPOTrainer", (EgrcTrainerMixin, base), {
-            "__module__": __name__, "__doc__": EgrcTrainerMixin.__doc__})
+            "__module__": __name__, "__doc__": EgrcTrainerMixin.__doc__,
+            "egrc_zero_completion_mask": base.__name__.startswith("Unsloth")})
     return _CLASSES[base]
 
 
@@ -356,21 +360,3 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
         trainer.egrc_connectors = get_connector_matcher(tokenizer, cfg.analysis.connectors)
     return trainer
 
-
-def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init_adapter: str | None = None,
-                 stage_filter: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
-    """Run the stage schedule into ``run_dir``; see :func:`egrc_lite.train.runner.run_schedule`.
-
-    On the unsloth backend its module (which imports unsloth) is loaded before the stage runner
-    imports transformers and TRL, as unsloth requires.
-    """
-    from egrc_lite.backends import resolve_backend
-
-    if resolve_backend(cfg.backend)[0] == "unsloth":  # pragma: no cover - GPU only
-        if cfg.unsloth.vllm_standby:
-            os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")  # unsloth reads it at import
-        import egrc_lite.backends.unsloth  # noqa: F401
-    from egrc_lite.train.runner import run_schedule as _run
-
-    return _run(cfg, run_dir, resume=resume, init_adapter=init_adapter, stage_filter=stage_filter,
-                progress=progress)
