@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from egrc_lite import backends
+from egrc_lite.backends import base as backends
 from egrc_lite.backends import BackendError, resolve_backend
 from egrc_lite.config import EgrcConfig, TinyModelConfig
 from egrc_lite.errors import EgrcError
@@ -241,7 +241,7 @@ def test_gguf_conversion_matches_the_gguf_and_is_cached():
     """Uses the default cache (a conversion takes ~20 s), so later runs reuse it."""
     from transformers import AutoModelForCausalLM
 
-    from egrc_lite.backends import sources
+    from egrc_lite.backends import hf, sources
 
     gguf = sources.builtin_smollm2_gguf()
     path = sources.ensure_gguf_converted(gguf)

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from egrc_lite import backends
+from egrc_lite.backends import base as backends
 from egrc_lite.backends import CPU_CHECK_ENV, BackendError, resolve_backend
 from egrc_lite.cli.app import app
 from egrc_lite.generate import GenerationError, get_generator
