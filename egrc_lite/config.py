@@ -1,4 +1,4 @@
-"""Typed configuration: the only home of defaults.
+"""Typed configuration: the only home of defaults, those of eval, analyze and sweep too.
 
 Every value the paper leaves open carries the default of ``docs/method.md`` and is
 marked ``[our default]`` in its description. Unknown keys are rejected with a
@@ -15,6 +15,7 @@ explicit command-line flags such as ``--model`` or ``--backend``.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -24,6 +25,12 @@ from egrc_lite.errors import EgrcError
 StageMode = Literal["compress", "explore", "entangled"]
 ShapeKind = Literal["exponential", "linear", "cosine"]
 AnswerRule = Literal["boxed", "last_number"]
+
+PAPER_TEMPERATURE = 0.6  # sampling of evaluation, stage 1 and analysis (method.md s6) [our default]
+PAPER_TOP_P = 0.95
+EXPLORE_TEMPERATURE = 1.0  # stage 2's relaxed sampling (method.md s3) [our default]
+EXPLORE_TOP_P = 1.0
+EXPLORE_EPSILON_HIGH = 0.28  # clip-higher of stage 2 (method.md s3)
 
 DEFAULT_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
 
@@ -130,9 +137,9 @@ class StageConfig(_Strict):
         fill = {
             "name": self.mode,
             "max_completion_length": 2 * self.length_clip if explore else self.length_clip,
-            "temperature": 1.0 if explore else 0.6,
-            "top_p": 1.0 if explore else 0.95,
-            "epsilon_high": 0.28 if explore else self.epsilon_low,
+            "temperature": EXPLORE_TEMPERATURE if explore else PAPER_TEMPERATURE,
+            "top_p": EXPLORE_TOP_P if explore else PAPER_TOP_P,
+            "epsilon_high": EXPLORE_EPSILON_HIGH if explore else self.epsilon_low,
         }
         for key, value in fill.items():
             if getattr(self, key) is None:
@@ -262,3 +269,65 @@ def validate_config(data: dict[str, Any]) -> EgrcConfig:
         first = err.errors()[0]
         loc = ".".join(str(p) for p in first["loc"]) or "(config)"
         raise ConfigError(f"invalid config value at '{loc}': {first['msg']} (got {first.get('input')!r})") from None
+
+
+# ------------------------------------------------------------- commands that run outside a training run
+PAPER_BENCHMARKS = ("aime24", "amc", "math500", "minerva", "olympiadbench", "gsm8k")
+"""The paper's six benchmarks (method.md s6): ``eval``'s default ``--benchmarks``."""
+EVAL_GENERATOR = "hf"
+"""The generator ``eval`` and ``sweep`` use unless told otherwise (``--backend`` / ``--eval-backend``)."""
+ANALYSIS_PROBLEMS = 8
+"""Problems ``analyze`` takes unless told otherwise (``--limit``)."""
+
+
+def _check(checks: list[tuple[bool, str]]) -> None:
+    for ok, message in checks:
+        if not ok:
+            raise ConfigError(message)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """Sampling and grading settings of one evaluation (method.md s6 defaults; ``eval`` and ``sweep`` options)."""
+
+    n: int = 4
+    max_tokens: int = 32768
+    temperature: float = PAPER_TEMPERATURE
+    top_p: float = PAPER_TOP_P
+    seed: int = 0
+    batch_size: int = 8
+    limit: int | None = None
+    answer_rule: str = "boxed"
+    prompt_suffix: str = DEFAULT_PROMPT_SUFFIX
+    system_prompt: str | None = None
+
+    def __post_init__(self) -> None:
+        _check([(self.n >= 1, "--n must be >= 1"), (self.max_tokens >= 1, "--max-tokens must be >= 1"),
+                (self.temperature >= 0, "--temperature must be >= 0"), (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
+                (self.batch_size >= 1, "--batch-size must be >= 1"),
+                (self.answer_rule in ("boxed", "last_number"), "--answer-rule must be boxed or last_number")])
+
+
+@dataclass(frozen=True)
+class AnalysisSettings:
+    """Sampling and measurement settings of ``analyze`` (method.md s7)."""
+
+    samples: int = 4
+    exact_tokens: int = 32
+    max_tokens: int = 1024
+    temperature: float = PAPER_TEMPERATURE
+    top_p: float = PAPER_TOP_P
+    seed: int = 0
+    batch_size: int = 8
+    answer_rule: str = "boxed"
+    prompt_suffix: str = DEFAULT_PROMPT_SUFFIX
+    top_frac: float = 0.2
+    top_k: int = 20
+
+    def __post_init__(self) -> None:
+        _check([(self.samples >= 1, "--samples must be >= 1"), (self.exact_tokens >= 0, "--exact-tokens must be >= 0"),
+                (self.max_tokens >= 1, "--max-tokens must be >= 1"),
+                (self.temperature > 0, "--temperature must be > 0 (entropy is measured at the sampling temperature)"),
+                (0 < self.top_p <= 1, "--top-p must be in (0, 1]"), (self.batch_size >= 1, "--batch-size must be >= 1"),
+                (self.answer_rule in ("boxed", "last_number"), "--answer-rule must be boxed or last_number"),
+                (0 < self.top_frac <= 1, "top_frac must be in (0, 1]"), (self.top_k >= 1, "top_k must be >= 1")])

@@ -26,7 +26,7 @@ import logging
 import random
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,7 +34,7 @@ from egrc_lite.analysis import plots
 from egrc_lite.analysis.entropy import (
     connector_stats, exact_token_grad_norms, forward_logits, get_connector_matcher, gradient_proxy, token_entropy,
 )
-from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, DataConfig
+from egrc_lite.config import AnalysisSettings, DataConfig
 from egrc_lite.analysis.correlation import correlation
 from egrc_lite.errors import EgrcError
 from egrc_lite.runs import JsonlLog, atomic_write_json, atomic_write_text
@@ -62,37 +62,6 @@ class AnalysisError(EgrcError, ValueError):
     """Bad analysis settings or unreadable run metrics; one line naming the fix."""
 
 
-@dataclass(frozen=True)
-class AnalysisSettings:
-    """Sampling and measurement settings of :func:`analyze_model`."""
-
-    samples: int = 4
-    exact_tokens: int = 32
-    max_tokens: int = 1024
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: int = 0
-    batch_size: int = 8
-    answer_rule: str = "boxed"
-    prompt_suffix: str = DEFAULT_PROMPT_SUFFIX
-    top_frac: float = 0.2
-    top_k: int = 20
-
-    def __post_init__(self) -> None:
-        checks = [(self.samples >= 1, "--samples must be >= 1"), (self.exact_tokens >= 0, "--exact-tokens must be >= 0"),
-                  (self.max_tokens >= 1, "--max-tokens must be >= 1"),
-                  (self.temperature > 0, "--temperature must be > 0 (entropy is measured at the sampling temperature)"),
-                  (0 < self.top_p <= 1, "--top-p must be in (0, 1]"), (self.batch_size >= 1, "--batch-size must be >= 1"),
-                  (self.answer_rule in ("boxed", "last_number"), "--answer-rule must be boxed or last_number"),
-                  (0 < self.top_frac <= 1, "top_frac must be in (0, 1]"), (self.top_k >= 1, "top_k must be >= 1")]
-        for ok, message in checks:
-            if not ok:
-                raise AnalysisError(message)
-
-
-# ---------------------------------------------------------------------------------------------
-# analyze a model
-# ---------------------------------------------------------------------------------------------
 def score_completion(model: Any, prompt_ids: Sequence[int], completion_ids: Sequence[int],
                      temperature: float) -> tuple[list[float], list[float]]:
     """Per completion token: entropy of ``softmax(z / tau)`` it was sampled from, and the gradient proxy."""

@@ -17,7 +17,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 
-DEFAULT_LIMIT = 8
+from egrc_lite.config import ANALYSIS_PROBLEMS, AnalysisSettings
+
+ANALYSIS = AnalysisSettings()  # the defaults of the options below
 
 
 def _fmt(value: Any, digits: int = 3, pct: bool = False) -> str:
@@ -168,16 +170,16 @@ def analyze(
                          "amc23, amc83 (amc), math500, minerva, olympiadbench, gsm8k.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of benchmark JSONL files "
                         "(default $EGRC_DATA_DIR or ../shared/data).")] = None,
-    limit: Annotated[int, typer.Option("--limit", help="Number of problems (the first ones).")] = DEFAULT_LIMIT,
-    samples: Annotated[int, typer.Option("--samples", "-k", help="Rollouts per problem.")] = 4,
+    limit: Annotated[int, typer.Option("--limit", help="Number of problems (the first ones).")] = ANALYSIS_PROBLEMS,
+    samples: Annotated[int, typer.Option("--samples", "-k", help="Rollouts per problem.")] = ANALYSIS.samples,
     exact_tokens: Annotated[int, typer.Option("--exact-tokens", help="Tokens (drawn at random) whose exact LoRA "
-                            "gradient norm is computed; one backward pass each.")] = 32,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation cap per rollout.")] = 1024,
+                            "gradient norm is computed; one backward pass each.")] = ANALYSIS.exact_tokens,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation cap per rollout.")] = ANALYSIS.max_tokens,
     temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature; entropy is measured "
-                           "at it.")] = 0.6,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = 0.95,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling and token-selection seed.")] = 0,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = 8,
+                           "at it.")] = ANALYSIS.temperature,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = ANALYSIS.top_p,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling and token-selection seed.")] = ANALYSIS.seed,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = ANALYSIS.batch_size,
     answer_rule: Annotated[Optional[str], typer.Option("--answer-rule", help="boxed or last_number (default: the "
                            "run's, else boxed).")] = None,
     connectors: Annotated[Optional[str], typer.Option("--connectors", help="Comma-separated connector words "

@@ -14,7 +14,9 @@ import typer
 ModelOpt = Annotated[Optional[str], typer.Option(
     "--model", "-m", help="Model: Hugging Face id, local directory, .gguf file, builtin:tiny or builtin:smollm2-135m.")]
 
-PAPER_BENCHMARKS_OPT = "aime24,amc,math500,minerva,olympiadbench,gsm8k"
+from egrc_lite.config import EVAL_GENERATOR, PAPER_BENCHMARKS, EvalSettings
+
+EVAL = EvalSettings()  # the defaults of the options below
 
 
 def eval_model(model: str | None, adapter: Path | None) -> tuple[dict[str, Any], Path | None]:
@@ -49,11 +51,11 @@ def eval_command(
                        "config.yaml or the adapter's adapter_config.json.")] = None,
     benchmarks: Annotated[str, typer.Option("--benchmarks", "-b", help="Comma-separated: aime24, amc23 (40 "
                           "problems), amc83 (83), amc (= amc83, the paper's AMC: 66.3 = 55/83), math500, minerva, "
-                          "olympiadbench, gsm8k, or paths to .jsonl files (id/problem/answer).")] = PAPER_BENCHMARKS_OPT,
-    n: Annotated[int, typer.Option("--n", help="Samples per problem (ACC = Pass@1 averaged over them).")] = 4,
-    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation cap per response.")] = 32768,
-    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = 0.6,
-    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = 0.95,
+                          "olympiadbench, gsm8k, or paths to .jsonl files (id/problem/answer).")] = ",".join(PAPER_BENCHMARKS),
+    n: Annotated[int, typer.Option("--n", help="Samples per problem (ACC = Pass@1 averaged over them).")] = EVAL.n,
+    max_tokens: Annotated[int, typer.Option("--max-tokens", help="Generation cap per response.")] = EVAL.max_tokens,
+    temperature: Annotated[float, typer.Option("--temperature", help="Sampling temperature (0: greedy).")] = EVAL.temperature,
+    top_p: Annotated[float, typer.Option("--top-p", help="Nucleus sampling.")] = EVAL.top_p,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first K problems of each benchmark.")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Eval directory (default: RUN/eval for a run's "
                    "adapter, else runs/eval-MODEL). Rerunning into it resumes.")] = None,
@@ -61,15 +63,15 @@ def eval_command(
                         "of shared/data); default $EGRC_DATA_DIR, else ../shared/data beside the checkout, else "
                         "the Hugging Face hub.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="Generation backend: hf (transformers; "
-                         "CPU or GPU) or vllm (GPU, gpu extra; adapters as LoRA requests).")] = "hf",
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = 8,
+                         "CPU or GPU) or vllm (GPU, gpu extra; adapters as LoRA requests).")] = EVAL_GENERATOR,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = EVAL.batch_size,
     base: Annotated[Optional[Path], typer.Option("--base", help="The base model's eval or run directory: adds "
                     "l_acc per benchmark.")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = 0,
+    seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = EVAL.seed,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 "
                      "(default float32, or the run's; use bfloat16 on a GPU).")] = None,
     answer_rule: Annotated[str, typer.Option("--answer-rule", help="boxed (last \\boxed{} after </think>) or "
-                           "last_number.")] = "boxed",
+                           "last_number.")] = EVAL.answer_rule,
     prompt_suffix: Annotated[Optional[str], typer.Option("--prompt-suffix", help="Appended to each problem "
                              "(default: 'Please reason step by step, and put your final answer within \\boxed{}.').")] = None,
 ) -> None:

@@ -14,6 +14,9 @@ from typing import Annotated, Any, Optional
 import typer
 
 from egrc_lite.cli.ui import user_errors
+from egrc_lite.config import EVAL_GENERATOR, EvalSettings
+
+EVAL = EvalSettings()  # the defaults of the evaluation options below
 
 MAX_DIFFS_SHOWN = 6
 
@@ -149,13 +152,13 @@ def sweep(
                                "olympiadbench, gsm8k, ...) or .jsonl paths. Default: no evaluation; the report "
                                "then shows training metrics only.")] = None,
     limit: Annotated[Optional[int], typer.Option("--limit", help="Only the first K problems of each benchmark.")] = None,
-    n: Annotated[int, typer.Option("--n", help="Samples per problem (ACC = Pass@1 averaged over them).")] = 4,
+    n: Annotated[int, typer.Option("--n", help="Samples per problem (ACC = Pass@1 averaged over them).")] = EVAL.n,
     max_tokens: Annotated[Optional[int], typer.Option("--max-tokens", help="Generation cap per response in the "
                           "evaluation (default: the largest max_completion_length of any run's schedule).")] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together in the "
-                          "evaluation.")] = 8,
+                          "evaluation.")] = EVAL.batch_size,
     eval_backend: Annotated[str, typer.Option("--eval-backend", help="Generation backend of the evaluation: hf "
-                            "(transformers; CPU or GPU) or vllm (GPU, the gpu extra).")] = "hf",
+                            "(transformers; CPU or GPU) or vllm (GPU, the gpu extra).")] = EVAL_GENERATOR,
     eval_stages: Annotated[bool, typer.Option("--eval-stages", help="Also evaluate each run's adapter at the end "
                            "of every stage but the last (eval/NAME@STAGE; report rows 'NAME (after STAGE)'), like "
                            "the paper's Table 2 rows for exploration-first after exploration.")] = False,

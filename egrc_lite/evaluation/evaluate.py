@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from egrc_lite.evaluation.tasks import Benchmark
-from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, DataConfig
+from egrc_lite.config import DataConfig, EvalSettings
 from egrc_lite.data import Problem, build_messages
 from egrc_lite.errors import EgrcError
 from egrc_lite.generate import Generator, Sample
@@ -47,31 +47,6 @@ SAMPLE_KEYS = ("model", "adapter", "max_tokens", "temperature", "top_p", "answer
 
 class EvalError(EgrcError, ValueError):
     """A problem with an evaluation directory or a summary; one line naming the file and the fix."""
-
-
-@dataclass(frozen=True)
-class EvalSettings:
-    """Sampling and grading settings of one evaluation (method.md s6 defaults)."""
-
-    n: int = 4
-    max_tokens: int = 32768
-    temperature: float = 0.6
-    top_p: float = 0.95
-    seed: int = 0
-    batch_size: int = 8
-    limit: int | None = None
-    answer_rule: str = "boxed"
-    prompt_suffix: str = DEFAULT_PROMPT_SUFFIX
-    system_prompt: str | None = None
-
-    def __post_init__(self) -> None:
-        checks = [(self.n >= 1, "--n must be >= 1"), (self.max_tokens >= 1, "--max-tokens must be >= 1"),
-                  (self.temperature >= 0, "--temperature must be >= 0"), (0 < self.top_p <= 1, "--top-p must be in (0, 1]"),
-                  (self.batch_size >= 1, "--batch-size must be >= 1"),
-                  (self.answer_rule in ("boxed", "last_number"), "--answer-rule must be boxed or last_number")]
-        for ok, message in checks:
-            if not ok:
-                raise EvalError(message)
 
 
 class EvalProgress(Protocol):

@@ -112,7 +112,6 @@ BENCHMARKS: dict[str, BenchmarkSpec] = {
     )
 }
 ALIASES = {"amc": "amc83"}
-PAPER_BENCHMARKS = ("aime24", "amc", "math500", "minerva", "olympiadbench", "gsm8k")
 
 
 def valid_names() -> list[str]:

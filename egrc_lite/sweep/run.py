@@ -19,13 +19,13 @@ from typing import Any
 
 import yaml
 
-from egrc_lite.config import EgrcConfig
+from egrc_lite.config import EVAL_GENERATOR, EgrcConfig, EvalSettings
 from egrc_lite.errors import EgrcError
 from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, atomic_write_text
 from egrc_lite.sweep.plan import (BASE, ERROR_TXT, PLOT_PNG, REPORT_MD, SWEEP_JSON, Combination, SweepError, SweepPlan,
                              dict_diff)
 
-logger = logging.getLogger("egrc_lite.sweep.plan")
+logger = logging.getLogger("egrc_lite.sweep")  # one logger for planning and running a sweep
 
 
 @dataclass(frozen=True)
@@ -42,6 +42,8 @@ class SweepEval:
                                    prompt_suffix=cfg.data.prompt_suffix, system_prompt=cfg.data.system_prompt)
 
 
+EVAL = EvalSettings()  # the evaluation defaults (egrc_lite.config)
+
 def default_max_tokens(plan: SweepPlan) -> int:
     """The largest ``max_completion_length`` of any stage of the base or of any combination."""
     return max(s.max_completion_length or 1 for cfg in (plan.base, *(c.config for c in plan.runs))
@@ -52,12 +54,11 @@ def _eval_model_section(cfg: EgrcConfig) -> dict[str, Any]:
     return cfg.model.model_dump(mode="json", exclude={"gradient_checkpointing", "load_in_4bit"})
 
 
-def prepare_eval(plan: SweepPlan, benchmarks: str, *, n: int = 4, limit: int | None = None,
-                 max_tokens: int | None = None, batch_size: int = 8, data_dir: str | Path | None = None,
-                 backend: str = "hf", seed: int = 0, stages: bool = False) -> SweepEval:
+def prepare_eval(plan: SweepPlan, benchmarks: str, *, n: int = EVAL.n, limit: int | None = None,
+                 max_tokens: int | None = None, batch_size: int = EVAL.batch_size, data_dir: str | Path | None = None,
+                 backend: str = EVAL_GENERATOR, seed: int = EVAL.seed, stages: bool = False) -> SweepEval:
     """Load the benchmarks and fix the sampling settings (fails before any training starts)."""
     from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
-    from egrc_lite.evaluation.evaluate import EvalSettings
     from egrc_lite.generate import GENERATORS
 
     for combo in plan.runs:
