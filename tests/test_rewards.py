@@ -188,7 +188,7 @@ def test_compression_reward_callable(fake_grading):
     # correct len 5 -> 1 - 0.5*5/10; wrong -> 0; clipped (len == L) although correct -> 0; len 0 -> 1
     assert out == [pytest.approx(0.75), 0.0, 0.0, 1.0]
     assert fn.__name__ == "compression"
-    assert logged == {"compress/clip_rate": 0.25, "compress/accuracy": 0.75}
+    assert logged == {"compress/reached_clip_rate": 0.25, "compress/accuracy": 0.75}
     (pairs, rule), = fake_grading.calls  # one batched grading call
     assert rule == "boxed" and pairs[1] == ("a</think>\\boxed{5}", "4")
 

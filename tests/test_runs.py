@@ -38,3 +38,21 @@ def test_run_dir_config_and_manifest(tmp_path):
     assert not run.is_finished()
     run.write_state({"finished": True})
     assert run.is_finished()
+
+
+def test_read_metrics_is_the_one_reader_of_a_run(tmp_path):
+    from egrc_lite.runs import metrics_file, read_metrics
+
+    run = tmp_path / "run"
+    assert read_metrics(run) == []  # no run yet
+    run.mkdir()
+    lines = ['{"step": 1, "train/len/mean": 9, "train/clip_rate": 0.5}',  # written before the rename
+             '{"step": 2, "train/len/mean": 8}', '{"note": "no step"}',
+             '{"step": 2, "train/len/mean": 7, "train/truncated_rate": 0.0}',  # a resumed run repeats step 2
+             '{"step": 3, "train/len']  # torn by a crash
+    metrics_file(run).write_text("\n".join(lines), encoding="utf-8")
+    rows = read_metrics(run)
+    assert [r["step"] for r in rows] == [1, 2]
+    assert rows[0]["train/truncated_rate"] == 0.5 and "train/clip_rate" not in rows[0]
+    assert rows[1]["train/len/mean"] == 7
+    assert read_metrics(metrics_file(run)) == rows

@@ -39,7 +39,7 @@ def test_default_plan_is_compress_then_explore():
         ("compress", 40, 0, False),
         ("explore", 20, 40, False),
     ]
-    assert plan[1].stage.temperature == 1.0
+    assert plan[1].config.temperature == 1.0
 
 
 def test_plan_reverse_order_ablation_and_auto_switch_only_on_compress():

@@ -297,7 +297,7 @@ def test_seam_logps_and_entropies_feeds_entropy(one_step_trainer):
 
 
 REQUIRED_KEYS = ["step", "stage", "stage_index", "stage_step", "train/loss", "train/reward/mean", "train/acc",
-                 "train/len/mean", "train/len/p50", "train/len/p90", "train/clip_rate", "train/kept_frac",
+                 "train/len/mean", "train/len/p50", "train/len/p90", "train/truncated_rate", "train/kept_frac",
                  "train/entropy/mean", "train/connector/share", "train/lr", "time/step_s"]
 
 

@@ -37,7 +37,7 @@ from egrc_lite.analysis.entropy import (
 from egrc_lite.config import AnalysisSettings, DataConfig
 from egrc_lite.analysis.correlation import correlation
 from egrc_lite.errors import EgrcError
-from egrc_lite.runs import JsonlLog, atomic_write_json, atomic_write_text
+from egrc_lite.runs import atomic_write_json, atomic_write_text, metrics_file, read_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -81,22 +81,6 @@ def score_completion(model: Any, prompt_ids: Sequence[int], completion_ids: Sequ
             ents.extend(token_entropy(chunk, temperature)[0].tolist())
             proxies.extend(gradient_proxy(chunk, tokens[:, start:start + SCORE_CHUNK], temperature)[0].tolist())
     return ents, proxies
-
-
-def _grade(pairs: list[tuple[str, str]], answer_rule: str) -> list[bool]:
-    from egrc_lite import grading
-
-    try:
-        return [bool(v) for v in grading.grade_many(pairs, answer_rule=answer_rule)]
-    except Exception as err:  # noqa: BLE001 - one bad output must not lose the analysis
-        logger.warning("grade_many failed (%s); grading one by one", type(err).__name__)
-    out = []
-    for response, gold in pairs:
-        try:
-            out.append(bool(grading.grade(response, gold, answer_rule=answer_rule)))
-        except Exception:  # noqa: BLE001
-            out.append(False)
-    return out
 
 
 def _decoder(tokenizer: Any) -> Any:
@@ -183,7 +167,9 @@ def analyze_model(cfg: EgrcConfig, problems: Sequence[Problem], out_dir: str | P
     t0 = time.perf_counter()
     rollouts = _sample(model, tokenizer, problems, settings, source)
     t_sample = time.perf_counter() - t0
-    verdicts = _grade([(r["gen"].text, r["problem"].answer) for r in rollouts], settings.answer_rule)
+    from egrc_lite.grading import grade_each
+
+    verdicts = grade_each([(r["gen"].text, r["problem"].answer) for r in rollouts], answer_rule=settings.answer_rule)
     responses = []
     for r, ok in zip(rollouts, verdicts):
         ids = list(r["gen"].token_ids)
@@ -268,19 +254,16 @@ def run_label(path: Path) -> str:
 
 
 def read_run_metrics(path: str | Path) -> list[dict[str, Any]]:
-    """The metric rows of a run directory (or its ``metrics.jsonl``), one per step, by step (last row wins)."""
-    path = Path(path).expanduser()
-    file = path if path.is_file() else path / "metrics.jsonl"
+    """The metric rows of a run directory (or its ``metrics.jsonl``) by step (:func:`egrc_lite.runs.read_metrics`);
+    an :class:`AnalysisError` when there are none."""
+    file = metrics_file(path)
     if not file.is_file():
-        raise AnalysisError(f"--runs {path}: no metrics.jsonl there; point it at a training run directory")
-    by_step: dict[float, dict[str, Any]] = {}
-    for row in JsonlLog(file):
-        step = row.get("step")
-        if isinstance(step, (int, float)) and not isinstance(step, bool):
-            by_step[step] = row  # a resumed run may repeat a step
-    if not by_step:
+        raise AnalysisError(f"--runs {Path(path).expanduser()}: no metrics.jsonl there; point it at a training run "
+                            "directory")
+    rows = read_metrics(file)
+    if not rows:
         raise AnalysisError(f"{file}: no metric rows with a 'step' (has the run finished a step yet?)")
-    return [by_step[s] for s in sorted(by_step)]
+    return rows
 
 
 def _series(rows: Sequence[dict[str, Any]], key: str) -> list[list[float]]:

@@ -164,17 +164,7 @@ def make_record(problem: Problem, sample_index: int, sample: Sample, correct: bo
 def _grade(pairs: list[tuple[str, str]], answer_rule: str) -> tuple[list[bool], list[str | None]]:
     from egrc_lite import grading
 
-    try:
-        verdicts = [bool(v) for v in grading.grade_many(pairs, answer_rule=answer_rule)]
-    except Exception as err:  # noqa: BLE001 - one bad output must not lose a whole batch
-        logger.warning("grade_many failed (%s); grading one by one", type(err).__name__)
-        verdicts = []
-        for response, gold in pairs:
-            try:
-                verdicts.append(bool(grading.grade(response, gold, answer_rule=answer_rule)))
-            except Exception:  # noqa: BLE001
-                verdicts.append(False)
-    return verdicts, [_extract(grading, response, answer_rule) for response, _ in pairs]
+    return grading.grade_each(pairs, answer_rule=answer_rule), [_extract(grading, r, answer_rule) for r, _ in pairs]
 
 
 def _extract(grading: Any, response: str, answer_rule: str) -> str | None:

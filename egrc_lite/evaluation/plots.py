@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from egrc_lite.evaluation.report import Report, display_name
-from egrc_lite.runs import save_png
+from egrc_lite.runs import JsonlLog, read_metrics, save_png
 
 TRAINING_KEYS = (
     ("train/len/mean", "mean length (tokens)"),
@@ -189,8 +189,6 @@ def write_report_plots(report: Report, models: Sequence[Any], out_dir: str | Pat
       records both eval directories hold;
     - ``training_<model>.png`` for each model given as a run directory with a ``metrics.jsonl``.
     """
-    from egrc_lite.runs import JsonlLog
-
     out = Path(out_dir).expanduser()
     written = [plot_acc_vs_len(report, out / "acc_vs_len.png")]
     if len(models) >= 2:
@@ -203,9 +201,7 @@ def write_report_plots(report: Report, models: Sequence[Any], out_dir: str | Pat
                     written.append(plot_problem_lengths(recs[0], recs[1], (first.label, second.label), name,
                                                         out / f"lengths_{_slug(name)}.png"))
     for m in models:
-        metrics = m.run_dir / "metrics.jsonl" if m.run_dir else None
-        if metrics is not None and metrics.is_file():
-            rows = JsonlLog(metrics).rows()
-            if any(isinstance(r.get("step"), (int, float)) for r in rows):
-                written.append(plot_training_curves(rows, out / f"training_{_slug(m.label)}.png", title=m.label))
+        rows = read_metrics(m.run_dir) if m.run_dir else []
+        if rows:
+            written.append(plot_training_curves(rows, out / f"training_{_slug(m.label)}.png", title=m.label))
     return written

@@ -28,6 +28,7 @@ from typing import Any
 
 from egrc_lite.evaluation.evaluate import EvalError, find_summary, read_summary
 from egrc_lite.evaluation.metrics import l_acc
+from egrc_lite.runs import metrics_file
 
 FORMATS = ("table", "markdown", "csv", "json")
 # The paper's column order (Table 1), then anything else in the base's order.
@@ -57,7 +58,7 @@ def load_model(path: str | Path, label: str | None = None) -> ModelSummary:
     file = find_summary(path)
     summary = read_summary(file)
     eval_dir = file.parent
-    run_dir = eval_dir.parent if (eval_dir.parent / "metrics.jsonl").is_file() else None
+    run_dir = eval_dir.parent if metrics_file(eval_dir.parent).is_file() else None
     if label is None:
         label = (eval_dir.parent.name if eval_dir.name == "eval" else eval_dir.name) or str(eval_dir)
     return ModelSummary(label, summary, file, eval_dir, run_dir)

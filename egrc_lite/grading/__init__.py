@@ -143,6 +143,30 @@ def grade_many(pairs: Iterable[tuple[str, str]], *, answer_rule: str = "boxed",
     return out
 
 
+
+def grade_each(pairs: Iterable[tuple[str, str]], *, answer_rule: str = "boxed") -> list[bool]:
+    """:func:`grade_many` that never raises, for evaluation, analysis and rewards alike.
+
+    Should the batch fail, the pairs are graded one by one, and a pair whose grading raises is
+    False: one hostile output never loses a whole batch.
+
+    >>> grade_each([("\\\\boxed{2}", "2"), ("\\\\boxed{3}", "2")])
+    [True, False]
+    """
+    check_answer_rule(answer_rule)  # a wrong rule is the caller's bug, not a hostile output
+    pairs = list(pairs)
+    try:
+        return [bool(v) for v in grade_many(pairs, answer_rule=answer_rule)]
+    except Exception as err:  # noqa: BLE001 - one bad output must not lose a whole batch
+        logger.warning("grade_many failed (%s); grading one by one", type(err).__name__)
+    out = []
+    for response, gold in pairs:
+        try:
+            out.append(bool(grade(response, gold, answer_rule=answer_rule)))
+        except Exception:  # noqa: BLE001
+            out.append(False)
+    return out
+
 def _group_by_answer(pairs: list[tuple[str, str]], answer_rule: str) -> dict[tuple[str, str], list[int]]:
     """Indices of ``pairs`` by (extracted answer, gold), each distinct pair extracted once;
     pairs without an answer are left out (their verdict is False)."""

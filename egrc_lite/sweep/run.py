@@ -21,7 +21,7 @@ import yaml
 
 from egrc_lite.config import EVAL_GENERATOR, EgrcConfig, EvalSettings
 from egrc_lite.errors import EgrcError
-from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, atomic_write_text
+from egrc_lite.runs import RunDir, atomic_write_json, atomic_write_text, read_metrics
 from egrc_lite.sweep.plan import (BASE, ERROR_TXT, PLOT_PNG, REPORT_MD, SWEEP_JSON, Combination, SweepError, SweepPlan,
                              dict_diff)
 
@@ -283,8 +283,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, spec: SweepEval | None = None, *
 def training_summary(run_dir: Path, window: int = 4) -> dict[str, Any] | None:
     """Means over the first and the last ``window`` optimiser steps (at most half the run each) of a run's
     ``metrics.jsonl``."""
-    by_step = {r["step"]: r for r in JsonlLog(Path(run_dir) / "metrics.jsonl") if isinstance(r.get("step"), int)}
-    rows = [by_step[s] for s in sorted(by_step)]
+    rows = read_metrics(run_dir)
     if not rows:
         return None
 

@@ -64,7 +64,7 @@ def _golds(kwargs: dict[str, Any], key: str, n: int, name: str) -> list[str]:
 def _grade(texts: list[str], golds: list[str], answer_rule: str) -> list[bool]:
     from egrc_lite import grading  # lazy: grading pulls in math-verify
 
-    return [bool(ok) for ok in grading.grade_many(list(zip(texts, golds)), answer_rule=answer_rule)]
+    return grading.grade_each(zip(texts, golds), answer_rule=answer_rule)
 
 
 def _log(kwargs: dict[str, Any], name: str, value: float) -> None:
@@ -91,7 +91,7 @@ class CompressionReward(_TrlReward):
 
     ``R = f(len)`` for a correct, unclipped completion, else 0; ``f`` from ``cfg.shape`` and
     ``cfg.r``, clipped when ``len(completion_ids[i]) >= length_clip``. Also reports
-    ``compress/clip_rate`` and ``compress/accuracy`` through TRL's ``log_metric`` when given.
+    ``compress/reached_clip_rate`` and ``compress/accuracy`` through TRL's ``log_metric`` when given.
 
     >>> from egrc_lite.config import RewardConfig
     >>> fn = CompressionReward(RewardConfig(shape="linear"), length_clip=8)
@@ -121,7 +121,7 @@ class CompressionReward(_TrlReward):
         lengths = _lengths(completion_ids, len(texts), self.name)
         correct = _grade(texts, _golds(kwargs, self.answer_key, len(texts), self.name), self.answer_rule)
         if texts:
-            _log(kwargs, "compress/clip_rate", sum(is_clipped(n, self.length_clip) for n in lengths) / len(texts))
+            _log(kwargs, "compress/reached_clip_rate", sum(is_clipped(n, self.length_clip) for n in lengths) / len(texts))
             _log(kwargs, "compress/accuracy", sum(correct) / len(texts))
         return self.reward(correct, lengths)
 

@@ -60,14 +60,14 @@ class StageCallback(TrainerCallback):
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t0 = time.perf_counter()
-        every, step = self.runner.cfg.train.sample_every, self.runner.schedule.global_step + 1
+        every, step = self.runner.cfg.train.sample_every, self.runner.state.global_step + 1
         self.trainer.egrc_capture_samples = self.runner.cfg.train.num_samples_logged > 0 and step % every == 0
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
         if "loss" not in logs or "train_runtime" in logs:
             return  # the end-of-training summary, not a step
-        r, sched = self.runner, self.runner.schedule
+        r, sched = self.runner, self.runner.state
         stats = self.trainer.egrc_pop_step_stats()
         row: dict[str, Any] = {"step": sched.global_step + 1, "stage": self.stage.name,
                                "stage_index": self.stage.index, "stage_step": sched.stage_step + 1,
@@ -110,7 +110,7 @@ class StageCallback(TrainerCallback):
     def on_save(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         ckpt = Path(args.output_dir) / f"checkpoint-{state.global_step}"
         if self.runner.is_main and ckpt.is_dir():
-            atomic_write_json(ckpt / CKPT_STATE, {"schedule": self.runner.schedule.to_dict(),
+            atomic_write_json(ckpt / CKPT_STATE, {"schedule": self.runner.state.to_dict(),
                                                   "stage": self.stage.name, "stage_index": self.stage.index,
                                                   "trainer_step": state.global_step})
             self.runner.last_checkpoint = str(ckpt)
@@ -155,32 +155,32 @@ class _Runner:
 
     def __init__(self, cfg: EgrcConfig, run_dir: RunDir, plan: list[StagePlan], progress: Any, is_main: bool) -> None:
         self.cfg, self.run_dir, self.plan, self.progress, self.is_main = cfg, run_dir, plan, progress, is_main
-        self.schedule = ScheduleState()
+        self.state = ScheduleState()
         self.metrics, self.samples = JsonlLog(run_dir.metrics_path), JsonlLog(run_dir.samples_path)
         self.last_checkpoint: str | None = None
         self.finished = False
 
     def steps_done(self) -> dict[str, int]:
-        done = {f["name"]: int(f["steps"]) for f in self.schedule.finished}
-        current = self.schedule.current(self.plan)
+        done = {f["name"]: int(f["steps"]) for f in self.state.finished}
+        current = self.state.current(self.plan)
         if current is not None:
-            done[current.name] = self.schedule.stage_step
+            done[current.name] = self.state.stage_step
         return done
 
     def write_run_state(self) -> None:
-        current = self.schedule.current(self.plan)
+        current = self.state.current(self.plan)
         atomic_write_json(self.run_dir.state_path, {
             "finished": self.finished,
-            "stage_index": self.schedule.stage_index,
+            "stage_index": self.state.stage_index,
             "stage": current.name if current else None,
-            "stage_step": self.schedule.stage_step,
-            "global_step": self.schedule.global_step,
+            "stage_step": self.state.stage_step,
+            "global_step": self.state.global_step,
             "plan": [{"name": p.name, "mode": p.mode, "steps": p.steps, "config_index": p.index} for p in self.plan],
             "steps_done": self.steps_done(),
-            "switch_steps": {f["name"]: f["end_step"] for f in self.schedule.finished if f["reason"] == "auto_switch"},
-            "stages_done": self.schedule.finished,
+            "switch_steps": {f["name"]: f["end_step"] for f in self.state.finished if f["reason"] == "auto_switch"},
+            "stages_done": self.state.finished,
             "last_checkpoint": self.last_checkpoint,
-            "schedule": self.schedule.to_dict(),
+            "schedule": self.state.to_dict(),
         })
 
 
@@ -244,11 +244,11 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
         write_manifest(run_dir, cfg, data_hash=data_fingerprint(problems), model_source=model_source,
                        extra={"backend": backend.name, "stages": [p.name for p in plan],
                               "stage_filter": stage_filter, "init_adapter": init_adapter})
-    if checkpoint is not None and runner.schedule.stage_step == 0:
+    if checkpoint is not None and runner.state.stage_step == 0:
         _load_adapter_weights(model, checkpoint)  # the checkpoint ended its stage: start the next from it
 
-    resume_from = checkpoint if checkpoint is not None and runner.schedule.stage_step > 0 else None
-    while not runner.schedule.done(plan):
+    resume_from = checkpoint if checkpoint is not None and runner.state.stage_step > 0 else None
+    while not runner.state.done(plan):
         trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, backend.grpo_overrides)
         _train_stage(runner, trainer, resume_from)
         resume_from = None
@@ -260,9 +260,9 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
         save_adapter(model, tokenizer, run_dir.adapter_dir)
         runner.write_run_state()
     dist.wait_for_everyone()
-    finished = runner.schedule.finished
+    finished = runner.state.finished
     return {
-        "steps": runner.schedule.global_step,
+        "steps": runner.state.global_step,
         "stages": _stage_summary(runner.metrics.rows(), finished),
         "switch_steps": {f["name"]: f["end_step"] for f in finished if f["reason"] == "auto_switch"},
         "adapter": str(run_dir.adapter_dir),
@@ -273,9 +273,9 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
 
 def _resume_point(runner: _Runner) -> str | None:
     """Restore the schedule from the latest checkpoint and drop log rows past it; the checkpoint path."""
-    runner.schedule, checkpoint = find_resume_point(runner.run_dir, runner.plan)
+    runner.state, checkpoint = find_resume_point(runner.run_dir, runner.plan)
     runner.last_checkpoint = checkpoint
-    keep_to = runner.schedule.global_step
+    keep_to = runner.state.global_step
     if runner.is_main:
         runner.metrics.truncate(lambda row: int(row.get("step", 0)) <= keep_to)
         runner.samples.truncate(lambda row: int(row.get("step", 0)) <= keep_to)
@@ -301,31 +301,31 @@ def build_stage_trainer(runner: _Runner, model: Any, tokenizer: Any, dataset: An
     """A fresh trainer for the schedule's current stage, with its :class:`StageCallback`."""
     from egrc_lite.train.trainer import build_trainer
 
-    stage = runner.schedule.current(runner.plan)
+    stage = runner.state.current(runner.plan)
     callback = StageCallback(runner, stage)
-    trainer = build_trainer(runner.cfg, stage.stage, model, tokenizer, dataset,
+    trainer = build_trainer(runner.cfg, stage.config, model, tokenizer, dataset,
                             output_dir=str(runner.run_dir.stage_dir(stage.index, stage.name)),
                             seed=runner.cfg.train.seed + stage.index, callbacks=[callback],
-                            trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.stage))
+                            trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.config))
     callback.trainer = trainer
     return trainer
 
 
 def _train_stage(runner: _Runner, trainer: Any, resume_from: str | None) -> None:
-    stage = runner.schedule.current(runner.plan)
-    index, progress = runner.schedule.stage_index, runner.progress
-    logger.info("stage %s (%s): steps %d..%d", stage.name, stage.mode, runner.schedule.stage_step + 1, stage.steps)
+    stage = runner.state.current(runner.plan)
+    index, progress = runner.state.stage_index, runner.progress
+    logger.info("stage %s (%s): steps %d..%d", stage.name, stage.mode, runner.state.stage_step + 1, stage.steps)
     if progress is not None:
         progress.start_stage(stage.name, stage.steps)
-        if runner.schedule.stage_step:
-            progress.update(runner.schedule.stage_step, {})
+        if runner.state.stage_step:
+            progress.update(runner.state.stage_step, {})
     try:
         trainer.train(resume_from_checkpoint=resume_from)
     finally:
         if progress is not None:
             progress.end_stage()
-    if runner.schedule.stage_index == index:
-        raise RuntimeError(f"stage {stage.name} stopped after {runner.schedule.stage_step} of {stage.steps} "
+    if runner.state.stage_index == index:
+        raise RuntimeError(f"stage {stage.name} stopped after {runner.state.stage_step} of {stage.steps} "
                            "steps without finishing (see the log above)")
 
 

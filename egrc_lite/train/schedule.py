@@ -38,7 +38,7 @@ class StagePlan:
     steps: int
     start_step: int
     auto_switch: bool
-    stage: StageConfig
+    config: StageConfig
 
 
 def plan_stages(schedule_cfg: ScheduleConfig) -> list[StagePlan]:

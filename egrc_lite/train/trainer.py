@@ -193,7 +193,7 @@ class EgrcTrainerMixin:
             stats["acc"] = float((rpf[:, self.reward_func_names.index("answer")] > 0).float().mean())
         p50, p90 = _quantiles(lengths, (0.5, 0.9))
         stats.update({"len/mean": float(lengths.mean()), "len/p50": p50, "len/p90": p90,
-                      "clip_rate": float(truncated.float().mean()),
+                      "truncated_rate": float(truncated.float().mean()),  # hit the cap without EOS
                       "kept_frac": float(result.mask.float().mean()),
                       "skipped_update": float(self._egrc_skip_update)})
         kept = result.mask
@@ -321,6 +321,7 @@ def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, s
         temperature=stage.temperature, top_p=stage.top_p, max_completion_length=stage.max_completion_length,
         epsilon=stage.epsilon_low, epsilon_high=stage.epsilon_high, beta=stage.kl_beta,
         learning_rate=stage.learning_rate or train.learning_rate, lr_scheduler_type=train.lr_scheduler_type,
+        # transformers 5 reads a float below 1 in warmup_steps as a ratio of the total steps
         warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm,
         optim=train.optim, loss_type="dapo", scale_rewards="group" if stage.mode == "explore" else "none",
         logging_steps=1, report_to="none", save_strategy="steps", save_steps=train.save_steps,
