@@ -57,7 +57,7 @@ def main() -> None:
     from egrc_lite.backends.hf import load_policy
     from egrc_lite.config import EgrcConfig
     from egrc_lite.data import load_problems, to_prompt_dataset
-    from egrc_lite.train.reward_funcs import build_reward_funcs
+    from egrc_lite.train.rewards import build_reward_funcs
     from egrc_lite.train.trainer import build_grpo_config, make_trainer_class
 
     if args.threads:

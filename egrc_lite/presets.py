@@ -134,11 +134,6 @@ def apply_layers(data: dict[str, Any], layers: list[Layer]) -> dict[str, Any]:
     return data
 
 
-def load_preset(name_or_path: str) -> dict[str, Any]:
-    """The preset's own values with its ``extends`` chain merged in (without config defaults)."""
-    return apply_layers({}, preset_layers(name_or_path))
-
-
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     """``over`` merged into a copy of ``base``: mappings merge, everything else (lists too) replaces."""
     out = copy.deepcopy(base)

@@ -158,11 +158,3 @@ def test_every_estimator_shares_the_signature(name):
     assert res.advantages.shape == res.mask.shape == (4,)
     assert all(isinstance(v, float) for v in res.stats.values())
 
-
-def test_masked_mean_loss_excludes_dropped_samples_from_normaliser():
-    loss = _t([[1.0, 3.0, 9.0], [100.0, 100.0, 100.0]]).requires_grad_()
-    tok = torch.tensor([[1, 1, 0], [1, 1, 1]])
-    out = A.masked_mean_loss(loss, tok, torch.tensor([True, False]))
-    assert out.item() == pytest.approx(2.0)
-    empty = A.masked_mean_loss(loss, tok, torch.tensor([False, False]))
-    assert empty.item() == 0.0 and empty.requires_grad

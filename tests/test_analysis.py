@@ -13,7 +13,7 @@ import typer
 from typer.testing import CliRunner
 
 from egrc_lite.analysis.entropy import (
-    ConnectorMatcher, connector_stats, connector_step_stats, exact_token_grad_norms, get_connector_matcher,
+    ConnectorMatcher, connector_stats, exact_token_grad_norms, get_connector_matcher,
     gradient_proxy, token_entropy,
 )
 from egrc_lite.analysis.run import OBJECTIVE_KEYS, AnalysisError, compare_runs
@@ -172,7 +172,8 @@ def test_connector_stats_on_hand_written_completion():
     assert empty["connector_share"] is None and empty["high_entropy"]["top_tokens"] == []
 
 
-def test_connector_step_stats_from_token_ids(tiny_policy):
+def test_connector_step_metrics_from_token_ids(tiny_policy):
+    """What the trainer logs per step: sums per micro-batch (``[B, T]``, masked), metrics from their total."""
     _, tok = tiny_policy
     now = tok.convert_tokens_to_ids("Ġnow")  # "now" is a default connector and a token of builtin:tiny
     the = tok.convert_tokens_to_ids("Ġthe")
@@ -183,15 +184,15 @@ def test_connector_step_stats_from_token_ids(tiny_policy):
     ids = torch.tensor([[now, the, the, pad], [the, now, now, the]])  # [2, 4]
     ents = torch.tensor([[2.0, 1.0, 0.0, 9.0], [0.5, 3.0, 1.0, 0.5]])  # [2, 4]
     mask = torch.tensor([[1, 1, 1, 0], [1, 1, 1, 1]])  # [2, 4]: the pad is not a completion token
-    stats = connector_step_stats(ids, ents, tok, ["now", "then"], mask=mask)
+    stats = ConnectorMatcher.stats_from_sums(matcher.sums(ids, ents, mask))
     assert stats == pytest.approx({"train/connector/share": 3 / 7, "train/entropy/connector": 2.0,
                                    "train/entropy/other": 2.0 / 4})
-    ragged = connector_step_stats([[now, the, the], [the, now, now, the]], [[2.0, 1.0, 0.0], [0.5, 3.0, 1.0, 0.5]],
-                                  tok, ["now", "then"], prefix="")
-    assert ragged == pytest.approx({k[len("train/"):]: v for k, v in stats.items()})
+    assert ConnectorMatcher.stats_from_sums(matcher.sums(ids, ents, mask), prefix="") == pytest.approx(
+        {k[len("train/"):]: v for k, v in stats.items()})
     sums = matcher.sums(ids, ents, mask) + matcher.sums(ids[:1], ents[:1], mask[:1])  # accumulate micro-batches
     assert ConnectorMatcher.stats_from_sums(sums)["train/connector/share"] == pytest.approx(4 / 10)
-    none = connector_step_stats(torch.tensor([[the]]), torch.tensor([[1.0]]), tok, ["now"])
+    only = get_connector_matcher(tok, ["now"])
+    none = ConnectorMatcher.stats_from_sums(only.sums(torch.tensor([[the]]), torch.tensor([[1.0]])))
     assert math.isnan(none["train/entropy/connector"]) and none["train/connector/share"] == 0.0
 
 

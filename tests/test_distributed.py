@@ -25,7 +25,7 @@ SCRIPT = textwrap.dedent("""
     import torch
     from accelerate import PartialState
     from egrc_lite import train
-    from egrc_lite.train import reward_funcs
+    from egrc_lite.train import rewards as reward_funcs
     from egrc_lite.backends import hf
     from egrc_lite.config import EgrcConfig
     from egrc_lite.runs import RunDir

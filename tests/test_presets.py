@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from egrc_lite.config import ConfigError
-from egrc_lite.presets import apply_override, deep_merge, find_preset, list_presets, load_preset, resolve
+from egrc_lite.presets import apply_override, deep_merge, find_preset, list_presets, resolve
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -67,13 +67,13 @@ def test_extends_chain_cycles_and_paths(tmp_path):
     (tmp_path / "a.yaml").write_text("extends: b.yaml\ntrain: {seed: 1}\n")
     (tmp_path / "b.yaml").write_text("extends: a.yaml\n")
     with pytest.raises(ConfigError, match="cycle"):
-        load_preset(str(tmp_path / "a.yaml"))
+        resolve(str(tmp_path / "a.yaml"))
     (tmp_path / "c.yaml").write_text("# header\nextends: smoke\ntrain: {seed: 4}\n")
     cfg = resolve(str(tmp_path / "c.yaml"))
     assert cfg.train.seed == 4 and cfg.model.name_or_path == "builtin:tiny"
     (tmp_path / "bad.yaml").write_text("train: [unclosed\n")
     with pytest.raises(ConfigError, match="not valid YAML"):
-        load_preset(str(tmp_path / "bad.yaml"))
+        resolve(str(tmp_path / "bad.yaml"))
 
 
 def test_deep_merge_replaces_lists_and_keeps_inputs():

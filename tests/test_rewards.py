@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import egrc_lite
-from egrc_lite.train import reward_funcs as RF
+from egrc_lite.train import rewards as RF
 from egrc_lite.train import rewards as R
 from egrc_lite.config import RewardConfig, StageConfig
 
@@ -131,14 +131,6 @@ def test_length_penalty_non_positive_and_non_increasing(n, clip, mode):
     assert R.length_penalty(n + 1, clip, mode=mode) <= R.length_penalty(n, clip, mode=mode)
 
 
-def test_exploration_reward_parts():
-    parts = R.exploration_reward("x</think>\\boxed{3}", True, 4596, clip=4096)
-    assert (parts.format, parts.answer, parts.length) == (0.1, 1.0, pytest.approx(-0.125))
-    assert parts.total == pytest.approx(0.975)
-    bad = R.exploration_reward("x", False, 10, clip=4096, format_reward=0.5)
-    assert (bad.format, bad.answer, bad.length, bad.total) == (0.0, 0.0, 0.0, 0.0)
-
-
 # ---------------------------------------------------------------------------- TRL callables
 
 
@@ -211,7 +203,7 @@ def test_answer_rule_and_int_golds_are_passed_to_grader(fake_grading):
     assert fake_grading.calls[-1] == ([("so it is 12.", "12")], "last_number")
 
 
-def test_exploration_callables_sum_to_exploration_reward(fake_grading):
+def test_exploration_callables_give_format_answer_and_length_parts(fake_grading):
     cfg = RewardConfig(format_reward=0.2, length_penalty=0.5, length_penalty_unit=10, length_penalty_mode="step")
     funcs = RF.build_reward_funcs("explore", cfg, StageConfig(mode="explore", steps=1, length_clip=20))
     assert [f.__name__ for f in funcs] == ["format", "answer", "length"]
@@ -220,12 +212,12 @@ def test_exploration_callables_sum_to_exploration_reward(fake_grading):
     kw = _trl_kwargs(["1", "1", "1"])
     per_func = [f(prompts=["q"] * 3, completions=texts, completion_ids=ids, **kw) for f in funcs]
     assert per_func == [[0.2, 0.2, 0.0], [1.0, 0.0, 0.0], [0.0, -0.5, -1.5]]
-    totals = [sum(col) for col in zip(*per_func)]
-    expected = [
-        R.exploration_reward(t, ok, len(i), clip=20, format_reward=0.2, per_unit=0.5, unit=10, mode="step").total
-        for t, ok, i in zip(texts, [True, False, False], ids)
-    ]
-    assert totals == pytest.approx(expected)
+    # TRL sums them: R = R_format + R_answer + R_length (method.md s3)
+    assert [sum(col) for col in zip(*per_func)] == pytest.approx([1.2, -0.3, -1.5])
+    default = RF.build_reward_funcs("explore", RewardConfig(), StageConfig(mode="explore", steps=1, length_clip=4096))
+    parts = [f(prompts=["q"], completions=["x</think>\\boxed{3}"], completion_ids=[[0] * 4596],
+               **_trl_kwargs(["3"]))[0] for f in default]
+    assert parts == [0.1, 1.0, pytest.approx(-0.125)]  # 500 tokens past L: 0.25 per 1k, continuous
 
 
 def test_callables_pickle_round_trip(fake_grading):

@@ -10,7 +10,6 @@ import pytest
 
 from egrc_lite.config import AutoSwitchConfig, ScheduleConfig
 from egrc_lite.train.schedule import (
-    METRIC_LOG_KEYS,
     AutoSwitch,
     ScheduleState,
     plan_stages,
@@ -181,5 +180,10 @@ def test_schedule_state_auto_switch_and_resume():
     assert [resumed.observe(plan, cfg.auto_switch, 3.0) for _ in range(3)] == [None, None, "steps"]
 
 
-def test_metric_log_keys_cover_config_choices():
-    assert set(METRIC_LOG_KEYS) == {"entropy", "length"}
+def test_switch_metric_keys_cover_config_choices():
+    """Every auto_switch.metric a config may name has the metrics key the runner's switch reads."""
+    from typing import get_args
+
+    from egrc_lite.train.runner import SWITCH_METRIC_KEYS
+
+    assert set(SWITCH_METRIC_KEYS) == set(get_args(AutoSwitchConfig.model_fields["metric"].annotation))

@@ -8,7 +8,7 @@ Pure functions, no I/O:
   parameters ``theta``, one backward pass per token;
 - :func:`connector_stats`: how often connectors ("wait", "therefore", ...) occur, their entropy
   against the other tokens, and the most frequent tokens among the top 20% by entropy;
-- :class:`ConnectorMatcher` / :func:`connector_step_stats`: the same connector metrics for a
+- :class:`ConnectorMatcher` (via :func:`get_connector_matcher`): the same connector metrics for a
   training step from token ids, with the connector id set computed once per tokenizer.
 
 Their correlations (Pearson, Spearman) are in :mod:`egrc_lite.analysis.correlation`.
@@ -40,7 +40,7 @@ SPACE_MARKERS = "Ġ▁"
 """Leading space markers of byte-level BPE (``Ġ``) and SentencePiece (``▁``) token strings."""
 
 CONNECTOR_KEYS = ("connector/share", "entropy/connector", "entropy/other")
-"""Per-step training metrics of :func:`connector_step_stats`, before the ``train/`` prefix."""
+"""Per-step training metrics of :meth:`ConnectorMatcher.stats_from_sums`, before the ``train/`` prefix."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -289,25 +289,6 @@ class ConnectorMatcher:
         share, e_conn, e_other = (f"{prefix}{k}" for k in CONNECTOR_KEYS)
         return {share: _mean(n_conn, n_conn + n_other), e_conn: _mean(h_conn, n_conn), e_other: _mean(h_other, n_other)}
 
-    def stats(self, token_ids_per_completion: Any, entropies_per_token: Any, mask: Any = None,
-              prefix: str = "train/") -> dict[str, float]:
-        """Metrics for ``[B, T]`` tensors (with ``mask``) or for ragged per-completion lists."""
-        import torch
-
-        if isinstance(token_ids_per_completion, torch.Tensor):
-            return self.stats_from_sums(self.sums(token_ids_per_completion, entropies_per_token, mask), prefix)
-        sums = [0.0, 0.0, 0.0, 0.0]
-        for ids, ents in zip(token_ids_per_completion, entropies_per_token, strict=True):
-            ids = ids.tolist() if hasattr(ids, "tolist") else ids
-            ents = ents.tolist() if hasattr(ents, "tolist") else ents
-            if len(ids) != len(ents):
-                raise ValueError(f"a completion has {len(ids)} token ids and {len(ents)} entropies")
-            for tok, h in zip(ids, ents):
-                j = 0 if int(tok) in self.ids else 2
-                sums[j] += 1.0
-                sums[j + 1] += float(h)
-        return self.stats_from_sums(sums, prefix)
-
 
 _MATCHERS: dict[tuple[int, tuple[str, ...]], tuple[Any, ConnectorMatcher]] = {}
 _MAX_MATCHERS = 8
@@ -324,16 +305,3 @@ def get_connector_matcher(tokenizer: Any, connectors: Iterable[str] | None = Non
     matcher = ConnectorMatcher(tokenizer, connectors)
     _MATCHERS[key] = (tokenizer, matcher)
     return matcher
-
-
-def connector_step_stats(token_ids_per_completion: Any, entropies_per_token: Any, tokenizer: Any,
-                         connectors: Iterable[str] | None = None, *, mask: Any = None,
-                         prefix: str = "train/") -> dict[str, float]:
-    """One training step's connector metrics: ``train/connector/share``, ``train/entropy/connector``,
-    ``train/entropy/other`` (``prefix`` replaces ``train/``; nan when a group is empty).
-
-    Inputs are ``[B, T]`` tensors of completion token ids and entropies (``mask`` marks real
-    tokens) or ragged lists, one per completion. The connector ids are cached per tokenizer.
-    """
-    matcher = get_connector_matcher(tokenizer, connectors)
-    return matcher.stats(token_ids_per_completion, entropies_per_token, mask=mask, prefix=prefix)

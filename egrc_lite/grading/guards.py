@@ -20,7 +20,6 @@ from egrc_lite.grading.text import brace_partner, nesting_depth
 
 MAX_ANSWER_CHARS = 1000  # longest gold in the seven benchmarks: 260 characters
 MAX_DEPTH = 20  # brace/bracket nesting; real answers stay under 8
-MAX_EXP_EXPONENT = 400  # |E| in 1.5e{E}: larger exponents are left unread
 MAX_POWER_BUDGET = 10**6  # product of numeric exponents x longest digit run (result digits)
 MAX_FACTORIAL = 1000
 

@@ -189,19 +189,3 @@ def get_advantage_fn(name: str) -> Callable[..., AdvantageResult]:
         raise ValueError(
             f"unknown advantage estimator {name!r}; valid names: {', '.join(sorted(ADVANTAGES))}"
         ) from None
-
-
-def masked_mean_loss(
-    per_token_loss: torch.Tensor, completion_mask: torch.Tensor, sample_mask: torch.Tensor
-) -> torch.Tensor:
-    """Token-mean of ``per_token_loss`` over kept samples only (kept samples set the normaliser).
-
-    ``loss = sum(l * m_tok * m_smp) / max(1, sum(m_tok * m_smp))``; a batch with no kept sample
-    gives a zero loss that still has a graph (no NaN).
-
-    >>> l = torch.tensor([[1.0, 1.0], [5.0, 5.0]])
-    >>> masked_mean_loss(l, torch.ones(2, 2), torch.tensor([True, False])).item()
-    1.0
-    """
-    weights = completion_mask.float() * sample_mask.float().unsqueeze(1)  # [B, T]
-    return (per_token_loss * weights).sum() / weights.sum().clamp(min=1.0)  # []

@@ -24,9 +24,6 @@ from typing import Any
 
 from egrc_lite.config import AutoSwitchConfig, ScheduleConfig, StageConfig
 
-METRIC_LOG_KEYS = {"entropy": "entropy", "length": "completions/mean_length"}
-"""Where GRPOTrainer's logs carry each auto-switch metric (mean token entropy, mean length)."""
-
 
 @dataclass(frozen=True)
 class StagePlan:

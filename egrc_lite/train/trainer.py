@@ -346,7 +346,7 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
     """A fresh ``EgrcGRPOTrainer`` for ``stage`` on ``model`` (a PEFT model), quiet (no TRL printing)."""
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
-    from egrc_lite.train.reward_funcs import build_reward_funcs
+    from egrc_lite.train.rewards import build_reward_funcs
 
     args = build_grpo_config(cfg, stage, output_dir=output_dir, seed=seed, **config_overrides)
     funcs = reward_funcs if reward_funcs is not None else build_reward_funcs(stage.mode, cfg.reward, stage)
