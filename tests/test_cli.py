@@ -21,6 +21,14 @@ def test_help_explains_every_command():
         assert sub.exit_code == 0 and "--" in sub.output
 
 
+def test_the_three_entry_points_start_the_same_app():
+    """``egrc-lite``, ``python cli.py`` (a checkout) and ``python -m egrc_lite.cli`` (``accelerate launch -m``)."""
+    for cmd in ([sys.executable, str(REPO / "cli.py"), "--version"], [sys.executable, "-m", "egrc_lite.cli", "--version"],
+                [str(Path(sys.executable).parent / "egrc-lite"), "--version"]):
+        out = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
+        assert out.returncode == 0 and out.stdout.startswith("egrc-lite "), (cmd, out.stderr[-300:])
+
+
 def test_presets_list_and_show_resolved_config():
     listed = runner.invoke(app, ["presets", "list"])
     assert listed.exit_code == 0 and "smoke" in listed.output and "r1-1.5b" in listed.output

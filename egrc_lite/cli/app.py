@@ -244,6 +244,3 @@ def _register_commands() -> None:
 
 
 _register_commands()
-
-if __name__ == "__main__":  # pragma: no cover
-    app()
