@@ -81,7 +81,7 @@ def test_shape_validation():
 
 
 def test_compression_reward():
-    kw = dict(kind="exponential", clip=100, r=0.5)
+    kw = dict(kind="exponential", length_clip=100, r=0.5)
     assert R.compression_reward(True, 50, False, **kw) == pytest.approx(math.sqrt(0.5))
     assert R.compression_reward(True, 50, True, **kw) == 0.0
     assert R.compression_reward(False, 50, False, **kw) == 0.0

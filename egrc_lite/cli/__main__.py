@@ -2,4 +2,5 @@
 
 from egrc_lite.cli.app import app
 
-app()
+if __name__ == "__main__":
+    app()

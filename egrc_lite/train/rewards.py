@@ -22,7 +22,7 @@ This module imports neither torch nor TRL.
 
 >>> round(shape_length("exponential", 2048, 4096, 0.5), 4)
 0.7071
->>> compression_reward(True, 4096, True, kind="exponential", clip=4096, r=0.5)
+>>> compression_reward(True, 4096, True, kind="exponential", length_clip=4096, r=0.5)
 0.0
 """
 
@@ -40,16 +40,16 @@ if TYPE_CHECKING:  # pragma: no cover
 # ---------------------------------------------------------------------------- length shaping
 
 
-def _exponential(x: float, clip: int, r: float) -> float:
-    return math.exp(math.log(r) * x / clip)  # exp(-lambda x), lambda = -ln(r)/L
+def _exponential(x: float, length_clip: int, r: float) -> float:
+    return math.exp(math.log(r) * x / length_clip)  # exp(-lambda x), lambda = -ln(r)/L
 
 
-def _linear(x: float, clip: int, r: float) -> float:
-    return 1.0 - (1.0 - r) * x / clip
+def _linear(x: float, length_clip: int, r: float) -> float:
+    return 1.0 - (1.0 - r) * x / length_clip
 
 
-def _cosine(x: float, clip: int, r: float) -> float:
-    return r + (1.0 - r) * (1.0 + math.cos(math.pi * x / clip)) / 2.0
+def _cosine(x: float, length_clip: int, r: float) -> float:
+    return r + (1.0 - r) * (1.0 + math.cos(math.pi * x / length_clip)) / 2.0
 
 
 SHAPES: dict[str, Callable[[float, int, float], float]] = {
@@ -59,7 +59,7 @@ SHAPES: dict[str, Callable[[float, int, float], float]] = {
 }
 
 
-def shape_length(kind: str, length: int, clip: int, r: float) -> float:
+def shape_length(kind: str, length: int, length_clip: int, r: float) -> float:
     r"""Length shaping ``f(x)`` of a correct answer of ``x = length`` tokens (method.md s2).
 
     * exponential: ``f(x) = exp(-lambda x)``, ``lambda = -ln(r) / L``
@@ -80,14 +80,14 @@ def shape_length(kind: str, length: int, clip: int, r: float) -> float:
     fn = SHAPES.get(kind)
     if fn is None:
         raise ValueError(f"unknown length shape {kind!r}; valid shapes: {', '.join(sorted(SHAPES))}")
-    if clip <= 0:
-        raise ValueError(f"length clip must be > 0, got {clip}")
+    if length_clip <= 0:
+        raise ValueError(f"length_clip must be > 0, got {length_clip}")
     if not 0.0 < r < 1.0:
         raise ValueError(f"r (reward at the clip length) must be in (0, 1), got {r}")
     if length < 0:
         raise ValueError(f"length must be >= 0, got {length}")
-    x = min(length, clip)
-    value = fn(float(x), clip, r)
+    x = min(length, length_clip)
+    value = fn(float(x), length_clip, r)
     return min(1.0, max(r, value))  # guard rounding at the ends: f in [r, 1]
 
 
@@ -100,17 +100,17 @@ def is_clipped(length: int, length_clip: int) -> bool:
     return length >= length_clip
 
 
-def compression_reward(correct: bool, length: int, clipped: bool, *, kind: str, clip: int, r: float) -> float:
+def compression_reward(correct: bool, length: int, clipped: bool, *, kind: str, length_clip: int, r: float) -> float:
     """Stage-1 reward ``R(y) = R_answer(y) * f(|y|)``, and ``0`` when clipped (method.md s2).
 
-    >>> compression_reward(True, 0, False, kind="linear", clip=100, r=0.5)
+    >>> compression_reward(True, 0, False, kind="linear", length_clip=100, r=0.5)
     1.0
-    >>> compression_reward(False, 10, False, kind="linear", clip=100, r=0.5)
+    >>> compression_reward(False, 10, False, kind="linear", length_clip=100, r=0.5)
     0.0
     """
     if not correct or clipped:
         return 0.0
-    return shape_length(kind, length, clip, r)
+    return shape_length(kind, length, length_clip, r)
 
 
 # ---------------------------------------------------------------------------- exploration parts
@@ -157,7 +157,7 @@ def format_ok(response: str) -> bool:
 
 
 def length_penalty(
-    length: int, clip: int, per_unit: float = 0.25, unit: int = 1000, mode: str = "continuous"
+    length: int, length_clip: int, per_unit: float = 0.25, unit: int = 1000, mode: str = "continuous"
 ) -> float:
     """Exploration length penalty ``R_length <= 0`` (method.md s3).
 
@@ -169,7 +169,7 @@ def length_penalty(
     """
     if unit <= 0:
         raise ValueError(f"length penalty unit must be > 0, got {unit}")
-    over = max(0, length - clip) / unit
+    over = max(0, length - length_clip) / unit
     if mode == "continuous":
         units = over
     elif mode == "step":
@@ -269,7 +269,7 @@ class CompressionReward(_TrlReward):
         """Rewards from correctness and lengths (no grading)."""
         return [
             compression_reward(
-                ok, n, is_clipped(n, self.length_clip), kind=self.shape, clip=self.length_clip, r=self.r
+                ok, n, is_clipped(n, self.length_clip), kind=self.shape, length_clip=self.length_clip, r=self.r
             )
             for ok, n in zip(correct, lengths, strict=True)
         ]
@@ -354,9 +354,9 @@ def build_reward_funcs(mode: str, reward_cfg: RewardConfig, stage_cfg: StageConf
     >>> [f.__name__ for f in build_reward_funcs("explore", RewardConfig(), StageConfig(mode="explore", steps=1))]
     ['format', 'answer', 'length']
     """
-    clip = stage_cfg.length_clip
+    length_clip = stage_cfg.length_clip
     if mode in ("compress", "entangled"):
-        return [CompressionReward(reward_cfg, clip)]
+        return [CompressionReward(reward_cfg, length_clip)]
     if mode == "explore":
-        return [FormatReward(reward_cfg), AnswerReward(reward_cfg), LengthPenaltyReward(reward_cfg, clip)]
+        return [FormatReward(reward_cfg), AnswerReward(reward_cfg), LengthPenaltyReward(reward_cfg, length_clip)]
     raise ValueError(f"unknown stage mode {mode!r}; valid modes: {', '.join(REWARD_MODES)}")
