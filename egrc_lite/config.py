@@ -278,6 +278,8 @@ EVAL_GENERATOR = "hf"
 """The generator ``eval`` and ``sweep`` use unless told otherwise (``--backend`` / ``--eval-backend``)."""
 ANALYSIS_PROBLEMS = 8
 """Problems ``analyze`` takes unless told otherwise (``--limit``)."""
+GENERATION_BATCH = 8
+"""Sequences the hf generator samples together unless told otherwise (``--batch-size``)."""
 
 
 def _check(checks: list[tuple[bool, str]]) -> None:
@@ -295,7 +297,7 @@ class EvalSettings:
     temperature: float = PAPER_TEMPERATURE
     top_p: float = PAPER_TOP_P
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = GENERATION_BATCH
     limit: int | None = None
     answer_rule: str = "boxed"
     prompt_suffix: str = DEFAULT_PROMPT_SUFFIX
@@ -318,7 +320,7 @@ class AnalysisSettings:
     temperature: float = PAPER_TEMPERATURE
     top_p: float = PAPER_TOP_P
     seed: int = 0
-    batch_size: int = 8
+    batch_size: int = GENERATION_BATCH
     answer_rule: str = "boxed"
     prompt_suffix: str = DEFAULT_PROMPT_SUFFIX
     top_frac: float = 0.2

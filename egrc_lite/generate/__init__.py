@@ -15,6 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from egrc_lite.config import GENERATION_BATCH
 from egrc_lite.generate.base import GenerationError, Generator, Messages, Sample, encode_prompt, think_token_count
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -47,7 +48,7 @@ def register_generator(name: str, factory: GeneratorFactory) -> None:
     GENERATORS[name] = factory
 
 
-def get_generator(name: str, cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = 8,
+def get_generator(name: str, cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = GENERATION_BATCH,
                   **kwargs: Any) -> Generator:
     """The generation backend ``name`` for the model of ``cfg`` (plus ``adapter``); unknown names list the valid ones."""
     if name not in GENERATORS:

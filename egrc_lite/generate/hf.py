@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from egrc_lite.config import GENERATION_BATCH
 from egrc_lite.generate.base import (
     GenerationError, Messages, Sample, encode_prompt, load_model_tokenizer, think_close_ids, think_token_count,
 )
@@ -33,7 +34,7 @@ class HFGenerator:
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = 8, model_source: str = "") -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = GENERATION_BATCH, model_source: str = "") -> None:
         if batch_size < 1:
             raise GenerationError(f"--batch-size must be >= 1, got {batch_size}")
         self.model = model
@@ -112,7 +113,7 @@ class HFGenerator:
         return samples
 
 
-def load_hf_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = 8,
+def load_hf_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = GENERATION_BATCH,
              device: str | None = None) -> HFGenerator:
     """Load the base model of ``cfg`` (and ``adapter`` on top, merged) for generation."""
     import torch

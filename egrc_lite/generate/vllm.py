@@ -24,6 +24,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from egrc_lite.config import GENERATION_BATCH
 from egrc_lite.backends import GPU_EXTRA
 from egrc_lite.generate.base import (
     GenerationError, Messages, Sample, encode_prompt, load_model_tokenizer, think_close_ids, think_token_count,
@@ -129,7 +130,7 @@ def _stop_ids(path: str, cfg: EgrcConfig) -> set[int]:
     return {int(v) for v in value or ()}
 
 
-def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = 8,
+def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = GENERATION_BATCH,
                         **engine_kwargs: Any) -> VLLMGenerator:
     """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request."""
     if importlib.util.find_spec("vllm") is None:
