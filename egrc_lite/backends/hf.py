@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from egrc_lite.backends.base import BackendError
-from egrc_lite.backends.sources import load_tokenizer, resolve_model_source
+from egrc_lite.backends.sources import load_kwargs, load_tokenizer, resolve_model_source
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -58,11 +58,7 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
 
     path, source = resolve_model_source(cfg)
     tokenizer = load_tokenizer(path, cfg)
-    kwargs: dict[str, Any] = {"dtype": _dtype(cfg.model.dtype), "trust_remote_code": cfg.model.trust_remote_code}
-    if cfg.model.revision and path == cfg.model.name_or_path:
-        kwargs["revision"] = cfg.model.revision
-    if cfg.model.attn_implementation:
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    kwargs: dict[str, Any] = {"dtype": _dtype(cfg.model.dtype), **load_kwargs(cfg, path)}
     quant = _quantization_config(cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant

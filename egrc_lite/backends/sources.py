@@ -122,6 +122,17 @@ def _dist_version() -> str:
     return metadata.version(SMOLLM2_DIST)
 
 
+def load_kwargs(cfg: EgrcConfig, path: str) -> dict[str, Any]:
+    """``from_pretrained`` settings every model loader shares: remote code, the revision (when ``path`` is the
+    hub id itself) and the attention implementation, when set."""
+    kwargs: dict[str, Any] = {"trust_remote_code": cfg.model.trust_remote_code}
+    if cfg.model.revision and path == cfg.model.name_or_path:
+        kwargs["revision"] = cfg.model.revision
+    if cfg.model.attn_implementation:
+        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    return kwargs
+
+
 def load_tokenizer(path: str, cfg: EgrcConfig) -> Any:
     """The tokenizer for ``path`` (or ``model.tokenizer``), left-padded, with a pad token."""
     from transformers import AutoTokenizer

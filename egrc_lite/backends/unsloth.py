@@ -98,7 +98,7 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     """
     import torch
 
-    from egrc_lite.backends.sources import resolve_model_source
+    from egrc_lite.backends.sources import load_kwargs, resolve_model_source
 
     path, source = resolve_model_source(cfg)
     fast = fast_inference_available()
@@ -115,20 +115,16 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
         "dtype": None if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype),
         "load_in_4bit": cfg.model.load_in_4bit,
         "full_finetuning": False,
-        "trust_remote_code": cfg.model.trust_remote_code,
         "use_gradient_checkpointing": checkpointing,
         "use_exact_model_name": True,  # quantize the named 16-bit checkpoint, not a pre-quantized mirror
         "fast_inference": fast,
         "max_lora_rank": max(cfg.unsloth.max_lora_rank or lora["r"], lora["r"]),
         "gpu_memory_utilization": cfg.unsloth.gpu_memory_utilization,
         "random_state": cfg.train.seed,
+        **load_kwargs(cfg, path),
     }
     if fast:
         kwargs["unsloth_vllm_standby"] = standby
-    if cfg.model.revision and path == cfg.model.name_or_path:
-        kwargs["revision"] = cfg.model.revision
-    if cfg.model.attn_implementation:
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
     logger.info("unsloth: loading %s (4-bit %s, vLLM %s%s)", path, cfg.model.load_in_4bit,
                 "in-process" if fast else "off", ", standby" if standby else "")
     try:

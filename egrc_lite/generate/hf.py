@@ -119,13 +119,11 @@ def load_hf_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, bat
     import torch
     from transformers import AutoModelForCausalLM
 
+    from egrc_lite.backends.sources import load_kwargs
+
     path, source, tokenizer = load_model_tokenizer(cfg)
     dtype = "auto" if cfg.model.dtype == "auto" else getattr(torch, cfg.model.dtype)
-    kwargs: dict[str, Any] = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code}
-    if cfg.model.revision and path == cfg.model.name_or_path:
-        kwargs["revision"] = cfg.model.revision
-    if cfg.model.attn_implementation:
-        kwargs["attn_implementation"] = cfg.model.attn_implementation
+    kwargs: dict[str, Any] = {"dtype": dtype, **load_kwargs(cfg, path)}
     try:
         model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     except OSError as err:
