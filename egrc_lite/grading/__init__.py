@@ -53,7 +53,7 @@ logger = logging.getLogger(__name__)
 HARD_DEADLINE_S = 4.0  # wall time a pool worker gets for one comparison before it is killed
 SMALL_BATCH = 32  # at most this many math-verify comparisons are done in-process
 COLD_POOL_MIN = 200  # ... or this many while no worker is running (a start costs ~1.5 s CPU each)
-_CACHE = VERDICT_CACHE  # math-verify verdicts by prepared (pred, gold), shared with grading_mathverify
+_CACHE = VERDICT_CACHE  # math-verify verdicts by prepared (pred, gold), shared with grading.mathverify
 
 
 # ---------------------------------------------------------------------------------------------
