@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -144,6 +145,25 @@ def build_messages(problem: str, cfg: DataConfig) -> list[dict[str, str]]:
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     messages.append({"role": "user", "content": user})
     return messages
+
+
+def fit_prompt_length(problems: list[Problem], cfg: DataConfig,
+                      count_tokens: Callable[[list[dict[str, str]]], int]) -> tuple[list[Problem], int]:
+    """The problems whose prompt (``count_tokens(build_messages(...))``, chat template included) fits
+    ``cfg.max_prompt_length``, and how many were dropped; none fitting is a :class:`DataError`.
+
+    >>> probs = [Problem("a", "1+1?", "2"), Problem("b", "x" * 50, "1")]
+    >>> kept, dropped = fit_prompt_length(probs, DataConfig(max_prompt_length=20, prompt_suffix=""),
+    ...                                   lambda m: len(m[-1]["content"]))
+    >>> [p.id for p in kept], dropped
+    (['a'], 1)
+    """
+    lengths = [count_tokens(build_messages(p.problem, cfg)) for p in problems]
+    kept = [p for p, n in zip(problems, lengths) if n <= cfg.max_prompt_length]
+    if problems and not kept:
+        raise DataError(f"no training prompt fits data.max_prompt_length={cfg.max_prompt_length} tokens (the "
+                        f"shortest has {min(lengths)}); raise data.max_prompt_length")
+    return kept, len(problems) - len(kept)
 
 
 def to_prompt_dataset(problems: list[Problem], cfg: DataConfig) -> datasets.Dataset:

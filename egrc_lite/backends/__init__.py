@@ -30,17 +30,23 @@ class TrainingBackend:
     """What the stage runner needs from a training backend.
 
     ``load_policy(cfg, init_adapter=None) -> (peft_model, tokenizer, model_source)``;
-    ``grpo_overrides(cfg, stage) -> dict`` of extra ``GRPOConfig`` settings (vLLM on unsloth).
+    ``grpo_overrides(cfg, stage, model) -> dict`` of extra ``GRPOConfig`` settings (vLLM on unsloth);
+    ``generation(model) -> str``: how rollouts of that loaded model are sampled, for the manifest.
     """
 
     name: str
     reason: str
     load_policy: Callable[..., tuple[Any, Any, str]]
-    grpo_overrides: Callable[[EgrcConfig, StageConfig], dict[str, Any]]
+    grpo_overrides: Callable[[EgrcConfig, StageConfig, Any], dict[str, Any]]
+    generation: Callable[[Any], str]
 
 
-def _no_overrides(cfg: EgrcConfig, stage: StageConfig) -> dict[str, Any]:
+def _no_overrides(cfg: EgrcConfig, stage: StageConfig, model: Any) -> dict[str, Any]:
     return {}
+
+
+def _transformers_generation(model: Any) -> str:
+    return "transformers generate"
 
 
 def load_backend(cfg: EgrcConfig) -> TrainingBackend:
@@ -53,7 +59,7 @@ def load_backend(cfg: EgrcConfig) -> TrainingBackend:
     if name == "unsloth":  # pragma: no cover - GPU only (and the CPU check script)
         from egrc_lite.backends import unsloth
 
-        return TrainingBackend(name, reason, unsloth.load_policy, unsloth.grpo_config_overrides)
+        return TrainingBackend(name, reason, unsloth.load_policy, unsloth.grpo_config_overrides, unsloth.generation)
     from egrc_lite.backends import hf
 
-    return TrainingBackend(name, reason, hf.load_policy, _no_overrides)
+    return TrainingBackend(name, reason, hf.load_policy, _no_overrides, _transformers_generation)

@@ -152,9 +152,25 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     return peft_model, tokenizer, f"{source} [unsloth{', 4-bit' if cfg.model.load_in_4bit else ''}]"
 
 
-def grpo_config_overrides(cfg: EgrcConfig, stage: StageConfig) -> dict[str, Any]:
-    """``GRPOConfig`` settings of this backend: vLLM colocated in this process (none on a CPU)."""
-    if not fast_inference_available():
+def vllm_engine(model: Any) -> Any:
+    """The vLLM engine unsloth attached to the loaded model (``model.vllm_engine``), or ``None``.
+
+    Unsloth can turn ``fast_inference`` off on its own (old GPUs, some devices); then there is none,
+    and asking TRL for vLLM would make it build a second engine from ``model.name_or_path``.
+    """
+    return getattr(model, "vllm_engine", None)
+
+
+def generation(model: Any) -> str:
+    """How rollouts are sampled for ``model``: unsloth's in-process vLLM engine, or transformers."""
+    return "vLLM in-process (unsloth fast_inference)" if vllm_engine(model) is not None else \
+        "unsloth / transformers generate (no vLLM engine on the model)"
+
+
+def grpo_config_overrides(cfg: EgrcConfig, stage: StageConfig, model: Any) -> dict[str, Any]:
+    """``GRPOConfig`` settings of this backend: vLLM colocated in this process when the loaded model carries
+    unsloth's engine, else none (TRL then samples with ``generate``)."""
+    if vllm_engine(model) is None:
         return {}
     out: dict[str, Any] = {"use_vllm": True, "vllm_mode": "colocate",
                            "vllm_gpu_memory_utilization": cfg.unsloth.gpu_memory_utilization}

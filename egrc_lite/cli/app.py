@@ -233,7 +233,8 @@ def train(
 def _register_commands() -> None:
     """Commands that live in their own modules (each imports its heavy libraries inside the command)."""
     from egrc_lite.cli.analyze import analyze
-    from egrc_lite.cli.evaluate import eval_command, merge, report
+    from egrc_lite.cli.evaluate import eval_command, report
+    from egrc_lite.cli.merge import merge
     from egrc_lite.cli.sweep import sweep
 
     app.command("eval", help=eval_command.__doc__)(user_errors(eval_command))

@@ -222,13 +222,13 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     from accelerate import PartialState
 
     from egrc_lite.backends import load_backend
-    from egrc_lite.data import data_fingerprint, load_problems, to_prompt_dataset
+    from egrc_lite.data import data_fingerprint, fit_prompt_length, load_problems, to_prompt_dataset
+    from egrc_lite.generate.base import encode_prompt
     from egrc_lite.train.trainer import make_trainer_class
 
     dist = PartialState(cpu=not torch.cuda.is_available())
     plan = select_stages(plan_stages(cfg.schedule), stage_filter)
     problems = load_problems(cfg.data)
-    dataset = to_prompt_dataset(problems, cfg.data)
     backend = load_backend(cfg)  # on unsloth: imports it (already done by egrc_lite.train.run_schedule)
     logger.info("backend %s (%s)", backend.name, backend.reason)
     trainer_class = make_trainer_class()  # on top of trl.GRPOTrainer as the backend left it
@@ -240,10 +240,18 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     dist.wait_for_everyone()
 
     model, tokenizer, model_source = backend.load_policy(cfg, init_adapter=init_adapter)
+    problems, dropped = fit_prompt_length(problems, cfg.data, lambda m: len(encode_prompt(tokenizer, m)))
+    if dropped:
+        logger.warning("%d of %d training prompts exceed data.max_prompt_length=%d tokens and are left out",
+                       dropped, dropped + len(problems), cfg.data.max_prompt_length)
+    dataset = to_prompt_dataset(problems, cfg.data)
+    generation = backend.generation(model)
+    logger.info("rollouts: %s", generation)
     if runner.is_main and (not resume or not run_dir.manifest_path.exists()):
         write_manifest(run_dir, cfg, data_hash=data_fingerprint(problems), model_source=model_source,
-                       extra={"backend": backend.name, "stages": [p.name for p in plan],
-                              "stage_filter": stage_filter, "init_adapter": init_adapter})
+                       extra={"backend": backend.name, "generation": generation, "stages": [p.name for p in plan],
+                              "stage_filter": stage_filter, "init_adapter": init_adapter,
+                              "prompts_dropped_too_long": dropped})
     if checkpoint is not None and runner.state.stage_step == 0:
         _load_adapter_weights(model, checkpoint)  # the checkpoint ended its stage: start the next from it
 
@@ -306,7 +314,7 @@ def build_stage_trainer(runner: _Runner, model: Any, tokenizer: Any, dataset: An
     trainer = build_trainer(runner.cfg, stage.config, model, tokenizer, dataset,
                             output_dir=str(runner.run_dir.stage_dir(stage.index, stage.name)),
                             seed=runner.cfg.train.seed + stage.index, callbacks=[callback],
-                            trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.config))
+                            trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.config, model))
     callback.trainer = trainer
     return trainer
 
