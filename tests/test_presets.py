@@ -36,6 +36,17 @@ def test_required_presets_exist():
     assert q.schedule == r1.schedule  # inherited through extends
 
 
+@pytest.mark.parametrize("name", ["r1-1.5b", "r1-7b-qlora"])
+def test_gpu_presets_roll_out_64_completions_in_micro_batches_of_8(name):
+    """~5k-token sequences: 64 in one micro-batch (and in TRL's no-grad log-prob pass) do not fit one GPU."""
+    from egrc_lite.train.trainer import batch_shape
+
+    cfg = resolve(name)
+    micro, accum = batch_shape(cfg)
+    assert micro * accum == cfg.train.prompts_per_step * cfg.train.num_generations == 64
+    assert micro <= 8
+
+
 def test_precedence_defaults_preset_set_flags():
     cfg = resolve("smoke", ["train.seed=5", "train.seed=6", "schedule.stages.0.length_clip=10"],
                   {"train.seed": 9, "backend": None})

@@ -12,6 +12,7 @@ May import: config, data, errors.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -21,8 +22,8 @@ from egrc_lite.backends.base import BACKENDS, CPU_CHECK_ENV, GPU_EXTRA, BackendE
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig, StageConfig
 
-__all__ = ["BACKENDS", "CPU_CHECK_ENV", "GPU_EXTRA", "BackendError", "TrainingBackend", "load_backend",
-           "resolve_backend"]
+__all__ = ["BACKENDS", "CPU_CHECK_ENV", "GPU_EXTRA", "BackendError", "TrainingBackend", "import_training_backend",
+           "load_backend", "resolve_backend"]
 
 
 @dataclass(frozen=True)
@@ -49,13 +50,26 @@ def _transformers_generation(model: Any) -> str:
     return "transformers generate"
 
 
-def load_backend(cfg: EgrcConfig) -> TrainingBackend:
-    """The training backend ``cfg.backend`` resolves to, its module imported.
+def import_training_backend(cfg: EgrcConfig) -> tuple[str, str]:
+    """Resolve ``cfg.backend`` and import its module now: ``(backend, reason in words)``.
 
-    On unsloth this imports unsloth (which patches TRL, transformers and PEFT), so call it before
-    anything imports those; :func:`egrc_lite.train.run_schedule` does.
+    Call it right after the config is known and before anything imports transformers, TRL or PEFT
+    (``compress``, ``train`` and ``sweep`` do): on unsloth it imports unsloth, which must come first
+    to patch them, with ``UNSLOTH_VLLM_STANDBY=1`` set beforehand when ``unsloth.vllm_standby`` is on
+    (unsloth reads it at import). Importing transformers first makes unsloth take its
+    "already imported" branch, a slower and less tested path.
     """
     name, reason = resolve_backend(cfg.backend)
+    if name == "unsloth":
+        if cfg.unsloth.vllm_standby:
+            os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")
+        import egrc_lite.backends.unsloth  # noqa: F401
+    return name, reason
+
+
+def load_backend(cfg: EgrcConfig) -> TrainingBackend:
+    """The training backend ``cfg.backend`` resolves to (imported by :func:`import_training_backend`)."""
+    name, reason = import_training_backend(cfg)
     if name == "unsloth":  # pragma: no cover - GPU only (and the CPU check script)
         from egrc_lite.backends import unsloth
 

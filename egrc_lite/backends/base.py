@@ -15,8 +15,13 @@ from __future__ import annotations
 
 import importlib.util
 import os
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from egrc_lite.errors import EgrcError
+
+if TYPE_CHECKING:  # pragma: no cover
+    from egrc_lite.config import EgrcConfig
 
 BACKENDS = ("auto", "hf", "unsloth")
 GPU_EXTRA = "pip install -e '.[gpu]' -c constraints/gpu.txt"
@@ -35,6 +40,66 @@ def _cuda_available() -> bool:
     return bool(torch.cuda.is_available())
 
 
+NVIDIA_DRIVER_FILE = "/proc/driver/nvidia/version"
+CUDA13_DRIVER = 580
+"""Oldest NVIDIA driver branch that runs CUDA 13 builds (torch 2.13.0 and vllm 0.31.0 from PyPI are)."""
+
+
+def _nvidia_driver() -> str | None:
+    """The loaded NVIDIA kernel driver's version line ("" when unreadable), ``None`` when there is no NVIDIA GPU."""
+    path = Path(NVIDIA_DRIVER_FILE)
+    if not path.exists() and not any(Path("/dev").glob("nvidia[0-9]*")):
+        return None
+    try:
+        return path.read_text(encoding="utf-8", errors="replace").splitlines()[0].strip()
+    except (OSError, IndexError):
+        return ""
+
+
+def check_cuda_usable() -> None:
+    """Raise :class:`BackendError` when an NVIDIA GPU is present but torch cannot use CUDA.
+
+    The usual cause is a driver older than the CUDA the torch wheel was built for; without this
+    check ``auto`` would quietly train on the CPU, many times slower.
+    """
+    if _cuda_available():
+        return
+    driver = _nvidia_driver()
+    if driver is None:
+        return
+    import torch
+
+    built = torch.version.cuda or "none (a CPU build)"
+    raise BackendError(
+        f"an NVIDIA GPU is present ({driver or 'driver version unknown'}) but torch {torch.__version__} cannot use "
+        f"CUDA (built for CUDA {built}): update the NVIDIA driver to {CUDA13_DRIVER} or newer for CUDA 13 builds, "
+        "or install a torch build for your driver's CUDA (https://pytorch.org/get-started/locally/); "
+        "to train on the CPU anyway pass --backend hf")
+
+
+def missing_4bit_vllm_packages(load_in_4bit: bool, fast_inference: bool) -> list[str]:
+    """Packages 4-bit weights under vLLM need that are not installed (vLLM >= 0.28 moved bitsandbytes
+    to the ``vllm-bnb-plugin`` package; unsloth-zoo 2026.10.9 stops with "pip install vllm-bnb-plugin")."""
+    if not (load_in_4bit and fast_inference):
+        return []
+    return [dist for dist, module in (("bitsandbytes", "bitsandbytes"), ("vllm-bnb-plugin", "vllm_bnb_plugin"))
+            if importlib.util.find_spec(module) is None]
+
+
+def unsloth_load_notices(cfg: EgrcConfig, fast: bool, standby: bool) -> list[str]:
+    """What unsloth 2026.10.9 will do differently from the config, said before the (long) load."""
+    notes = []
+    if fast and cfg.model.revision:
+        notes.append(f"model.revision={cfg.model.revision} does not reach vLLM (unsloth_zoo's load_vllm takes no "
+                     "revision): rollouts may use the default revision's weights; point model.name_or_path at a "
+                     "local snapshot of that revision instead")
+    if standby and os.environ.get("UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE", "0") == "0":
+        notes.append(f"vLLM standby: unsloth replaces unsloth.gpu_memory_utilization={cfg.unsloth.gpu_memory_utilization} "
+                     "by its own share for the card (about 0.71-0.88 of GPU memory with vllm >= 0.11); set "
+                     "UNSLOTH_VLLM_STANDBY_UTIL_OVERRIDE=1 to keep yours")
+    return notes
+
+
 def _missing_gpu_packages() -> list[str]:
     return [name for name in ("unsloth", "vllm") if importlib.util.find_spec(name) is None]
 
@@ -49,6 +114,7 @@ def resolve_backend(name: str) -> tuple[str, str]:
         raise BackendError(f"unknown backend '{name}'; valid: {', '.join(BACKENDS)}")
     if name == "hf":
         return "hf", "asked for hf"
+    check_cuda_usable()
     missing = _missing_gpu_packages()
     cuda = _cuda_available()
     if name == "unsloth":

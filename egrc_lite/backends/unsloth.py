@@ -40,7 +40,7 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from egrc_lite.backends.base import GPU_EXTRA, BackendError
+from egrc_lite.backends.base import GPU_EXTRA, BackendError, missing_4bit_vllm_packages, unsloth_load_notices
 
 if importlib.util.find_spec("unsloth") is None:
     raise BackendError(f"backend 'unsloth' needs unsloth: {GPU_EXTRA}")
@@ -106,6 +106,11 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     if standby and os.environ.get(STANDBY_ENV) != "1":
         raise BackendError(f"unsloth.vllm_standby needs {STANDBY_ENV}=1 before unsloth is imported "
                            "(egrc-lite's training sets it; set it yourself when calling load_policy directly)")
+    for line in unsloth_load_notices(cfg, fast, standby):
+        logger.warning(line)
+    missing = missing_4bit_vllm_packages(cfg.model.load_in_4bit, fast)
+    if missing:
+        raise BackendError(f"model.load_in_4bit with vLLM needs {' and '.join(missing)}: {GPU_EXTRA}")
     adapter_cfg = _read_adapter_config(init_adapter)
     lora = _lora_kwargs(cfg, adapter_cfg)
     checkpointing = "unsloth" if cfg.model.gradient_checkpointing else False

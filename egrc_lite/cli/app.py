@@ -129,9 +129,9 @@ def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Pa
     if run_dir.is_finished():
         console.print(f"[green]{run_dir.path} is already finished[/]; adapter in {run_dir.adapter_dir}")
         return
-    from egrc_lite.backends import resolve_backend
+    from egrc_lite.backends import import_training_backend
 
-    backend, reason = resolve_backend(cfg.backend)
+    backend, reason = import_training_backend(cfg)  # unsloth before transformers, TRL and PEFT
     main_process = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, only rank 0 reports
     if main_process:
         console.print(f"[bold]egrc-lite[/] {cfg.description or name} -> {run_dir.path}  (backend: {backend}, {reason})")

@@ -11,7 +11,6 @@ May import: analysis (token statistics logged every step), backends, config, dat
 
 from __future__ import annotations
 
-import os
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -25,15 +24,12 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
                  stage_filter: list[str] | None = None, progress: Any = None) -> dict[str, Any]:
     """Run the stage schedule into ``run_dir``; see :func:`egrc_lite.train.runner.run_schedule`.
 
-    The training backend is loaded before the stage runner imports transformers and TRL: on
-    unsloth that imports unsloth first, as it requires (with ``UNSLOTH_VLLM_STANDBY=1`` set
-    beforehand when ``unsloth.vllm_standby`` is on, since unsloth reads it at import).
+    The training backend is imported before the stage runner imports transformers and TRL
+    (:func:`egrc_lite.backends.import_training_backend`: unsloth first, as it requires).
     """
-    from egrc_lite.backends import load_backend, resolve_backend
+    from egrc_lite.backends import import_training_backend
 
-    if resolve_backend(cfg.backend)[0] == "unsloth" and cfg.unsloth.vllm_standby:  # pragma: no cover - GPU only
-        os.environ.setdefault("UNSLOTH_VLLM_STANDBY", "1")
-    load_backend(cfg)
+    import_training_backend(cfg)
     from egrc_lite.train.runner import run_schedule as run
 
     return run(cfg, run_dir, resume=resume, init_adapter=init_adapter, stage_filter=stage_filter, progress=progress)
