@@ -7,11 +7,13 @@ environments) and benchmarks/gpu_check.sh (on a GPU).
 from __future__ import annotations
 
 import importlib
+import importlib.machinery
 import importlib.util
 import re
 import sys
 import types
 from pathlib import Path
+from typing import Literal
 
 import pytest
 from typer.testing import CliRunner
@@ -169,6 +171,90 @@ def test_vllm_generator_maps_outputs_to_samples(monkeypatch):
     greedy = gen.generate(prompts[:1], n=1, max_tokens=4, temperature=0.0, top_p=0.5, seed=0)
     assert calls[-1][1][0].temperature == 0.0 and calls[-1][1][0].top_p == 1.0 and len(greedy[0]) == 1
     assert (lora_slot_rank(1), lora_slot_rank(8), lora_slot_rank(9), lora_slot_rank(64)) == (1, 8, 16, 64)
+
+
+def _fake_engine(monkeypatch, calls, *, cuda, max_positions=None):
+    """vllm stubs behind ``load_vllm_generator``: ``vllm.LLM`` records its kwargs (returned list) and answers
+    like :func:`_fake_vllm`; the model is :class:`_FakeTokenizer` with ``max_positions`` positions."""
+    from egrc_lite.generate import vllm as vllm_gen
+
+    llm = _fake_vllm(monkeypatch, calls)
+    engines: list[dict] = []
+
+    def make_llm(**kwargs):
+        engines.append(kwargs)
+        return llm
+
+    sys.modules["vllm"].__spec__ = importlib.machinery.ModuleSpec("vllm", None)
+    sys.modules["vllm"].LLM = make_llm
+    monkeypatch.setattr(vllm_gen, "load_model_tokenizer", lambda cfg: ("/models/m", "m", _FakeTokenizer()))
+    monkeypatch.setattr(vllm_gen, "_stop_ids", lambda path, cfg: set())
+    monkeypatch.setattr(vllm_gen, "_max_positions", lambda path, cfg: max_positions)
+    monkeypatch.setattr(vllm_gen, "_cuda_available", lambda: cuda)
+    return engines
+
+
+def test_vllm_engine_defaults_fit_the_workload(monkeypatch):
+    """max_model_len = longest prompt + max_tokens (not the model's 131k positions), bfloat16 on CUDA unless
+    the config sets a dtype; the caller's engine kwargs win; requests per call >= 512."""
+    from egrc_lite.config import validate_config
+
+    engines = _fake_engine(monkeypatch, [], cuda=True, max_positions=4096)
+    cfg = validate_config({"model": {"name_or_path": "builtin:tiny"}})  # dtype left at its float32 default
+    prompts = [[{"role": "user", "content": "hi"}], [{"role": "user", "content": "a" * 30}]]  # 3 and 31 tokens
+    gen = get_generator("vllm", cfg, prompts=prompts, max_tokens=1000)
+    assert engines[-1]["max_model_len"] == 31 + 1000 == gen.max_model_len
+    assert engines[-1]["dtype"] == "bfloat16" == gen.dtype and gen.request_chunk == 512
+    get_generator("vllm", cfg, prompts=prompts, max_tokens=10_000)
+    assert engines[-1]["max_model_len"] == 4096  # within the model's positions
+    assert get_generator("vllm", cfg, batch_size=2000, prompts=prompts, max_tokens=8).request_chunk == 2000
+    asked = validate_config({"model": {"name_or_path": "builtin:tiny", "dtype": "float16"}})
+    get_generator("vllm", asked, prompts=prompts, max_tokens=1000)
+    assert engines[-1]["dtype"] == "float16"
+    get_generator("vllm", cfg, prompts=prompts, max_tokens=1000, max_model_len=512, dtype="float32")
+    assert engines[-1]["max_model_len"] == 512 and engines[-1]["dtype"] == "float32"
+    get_generator("vllm", cfg)
+    assert "max_model_len" not in engines[-1]  # no workload given: vLLM's own default
+    cpu = _fake_engine(monkeypatch, [], cuda=False)
+    get_generator("vllm", cfg, prompts=prompts, max_tokens=1000)
+    assert cpu[-1]["dtype"] == "float32"  # without CUDA the config's dtype stands
+
+
+def test_eval_cli_sizes_the_vllm_engine_and_sends_every_sample_at_once(monkeypatch, tmp_path):
+    from egrc_lite.evaluation.evaluate import EvalSettings, eval_prompts, read_summary
+    from egrc_lite.evaluation.tasks import load_benchmark
+    from egrc_lite.generate import encode_prompt
+
+    calls: list = []
+    engines = _fake_engine(monkeypatch, calls, cuda=True)
+    mini = REPO / "tests" / "assets" / "mini_bench.jsonl"
+    result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--backend", "vllm", "--benchmarks", str(mini),
+                                 "--n", "2", "--max-tokens", "6", "--batch-size", "3", "--out", str(tmp_path / "e")])
+    assert result.exit_code == 0, result.output
+    longest = max(len(encode_prompt(_FakeTokenizer(), m)) for m in eval_prompts([load_benchmark(str(mini))],
+                                                                                 EvalSettings()))
+    assert engines == [{**engines[0], "max_model_len": longest + 6, "dtype": "bfloat16"}]
+    assert len(calls) == 1 and len(calls[0][0]) == 8  # 4 problems x 2 samples in one call, not chunks of 3
+    summary = read_summary(tmp_path / "e")
+    assert summary["settings"]["dtype"] == "bfloat16" and summary["benchmarks"]["mini_bench"]["n_samples"] == 2
+
+
+def test_lora_ranks_come_from_the_installed_vllm(monkeypatch):
+    from egrc_lite.generate.vllm import LORA_RANKS, lora_slot_rank, supported_lora_ranks
+
+    monkeypatch.setitem(sys.modules, "vllm", None)  # vllm not importable: the pinned 0.31.0 list
+    assert supported_lora_ranks() == LORA_RANKS and LORA_RANKS[-1] == 512
+    with pytest.raises(GenerationError, match="largest supported rank 512"):
+        lora_slot_rank(600)
+    lora = types.ModuleType("vllm.config.lora")
+    lora.MaxLoRARanks = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512, 1024]  # a vllm that allows more
+    for package in ("vllm", "vllm.config"):
+        monkeypatch.setitem(sys.modules, package, types.ModuleType(package))
+    monkeypatch.setitem(sys.modules, "vllm.config.lora", lora)
+    assert supported_lora_ranks()[-1] == 1024
+    assert (lora_slot_rank(4), lora_slot_rank(600)) == (8, 1024)
+    with pytest.raises(GenerationError, match="largest supported rank 1024"):
+        lora_slot_rank(2048)
 
 
 def test_gpu_check_script_runs_with_tiny_shapes_on_cpu(tmp_path):

@@ -21,7 +21,7 @@ from egrc_lite.evaluation.tasks import (
     resolve_name,
 )
 from egrc_lite.cli.app import app
-from egrc_lite.evaluation.evaluate import EvalError, EvalSettings, evaluate, read_summary
+from egrc_lite.evaluation.evaluate import EvalError, EvalSettings, batch_seed, evaluate, read_summary
 from egrc_lite.generate import (
     GenerationError,
     Sample,
@@ -182,6 +182,39 @@ def test_crash_keeps_finished_batches_and_resume_reuses_them(tmp_path):
     assert result.summary["benchmarks"]["mini_bench"]["acc"] == 25.0
     with pytest.raises(EvalError, match="other settings"):
         evaluate(gen, [bench], tmp_path, EvalSettings(n=2, max_tokens=99), model="scripted")
+
+
+class EngineGenerator(ScriptedGenerator):
+    """Asks for ``request_chunk`` prompts per call, like vllm (which batches them itself); records each call."""
+
+    def __init__(self, request_chunk: int = 512, fail_after: int | None = None) -> None:
+        super().__init__(fail_after)
+        self.request_chunk = request_chunk
+        self.sizes: list[int] = []
+        self.seeds: list[int] = []
+
+    def generate(self, prompts, *, seed, **kwargs):
+        self.sizes.append(len(prompts))
+        self.seeds.append(seed)
+        return super().generate(prompts, seed=seed, **kwargs)
+
+
+def test_a_generator_with_request_chunk_gets_every_pending_sample_per_call(tmp_path):
+    bench = load_benchmark(str(MINI))
+    settings = EvalSettings(n=2, batch_size=3)  # --batch-size is the hf chunk; an engine sets its own
+    gen = EngineGenerator()
+    result = evaluate(gen, [bench], tmp_path / "all", settings, model="scripted")
+    assert gen.sizes == [8] and gen.seeds == [batch_seed(0, "mini_bench", "mini-1", 0)]
+    assert result.summary["benchmarks"]["mini_bench"]["acc"] == 25.0
+    # chunks of request_chunk, records written after each: a crash keeps finished calls, a rerun reuses them
+    with pytest.raises(RuntimeError, match="simulated crash"):
+        evaluate(EngineGenerator(5, fail_after=1), [bench], tmp_path / "crash", settings, model="scripted")
+    assert len((tmp_path / "crash" / "mini_bench.jsonl").read_text().splitlines()) == 5
+    again = EngineGenerator(5)
+    result = evaluate(again, [bench], tmp_path / "crash", settings, model="scripted")
+    assert again.sizes == [3] and result.reused["mini_bench"] == 5 and result.generated["mini_bench"] == 3
+    assert again.seeds == [batch_seed(0, "mini_bench", "mini-3", 1)]
+    assert result.summary["benchmarks"]["mini_bench"]["acc"] == 25.0
 
 
 def test_base_adds_l_acc_and_missing_base_fails_early(tmp_path):

