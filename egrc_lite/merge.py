@@ -15,19 +15,28 @@ quantization config; a base checkpoint that is itself quantized (``quantization_
 its ``config.json``, e.g. a ``*-bnb-4bit`` repo) is refused, since merging into dequantized
 4-bit weights would bake the quantization error into every weight.
 
-The merge runs in fp32 (on the GPU when the fp32 base fits in its free memory, else on the CPU).
-The check: on a probe batch (a few chat prompts and one id pattern spread over the vocabulary),
-the fp32 logits of base + adapter (unmerged, the LoRA branch computed separately) are compared
-with the logits of the *saved* merged model, reloaded from the output folder by plain
-``AutoModelForCausalLM`` (its saved weights upcast exactly to fp32). It fails when::
+The merge runs in fp32 (on the GPU when the fp32 base fits in its free memory, else on the CPU),
+in place: one fp32 copy of the model at a time (about 4 bytes per parameter, ~7 GB for R1-1.5B).
+It is checked twice on a probe batch (a few chat prompts and one id pattern spread over the vocabulary):
 
-    max |logits_merged - logits_adapter| > tol * max(1, max |logits_adapter|)
+1. Before saving, the arithmetic: the fp32 logits of base + adapter (unmerged, the LoRA branch
+   computed separately; taken before merging in place) against the fp32 logits of the merged model.
+   It fails when ``max |logits_merged - logits_adapter| > 1e-4 * max(1, max |logits_adapter|)``.
+   When the adapter itself moves the logits by no more than that tolerance (e.g. an untrained,
+   all-zero LoRA B), the check cannot tell a merge from no merge: that is refused as inconclusive
+   (:class:`InconclusiveMergeError`) unless ``allow_inconclusive`` (``--allow-inconclusive``).
+2. After saving, the rounding: the same reference against the *saved* merged model, reloaded from the
+   output folder by plain ``AutoModelForCausalLM`` (its saved weights upcast exactly to fp32), with
+   ``tol`` = 1e-4 (fp32), 1e-2 (fp16), 3e-2 (bf16) by default in the same formula: what rounding the
+   merged weights to the saved dtype may cost (measured on SmolLM2-135M with a random rank-16 adapter:
+   bf16 0.37 and fp16 0.086 at a logit scale of 39, i.e. about a third of the tolerance). At bf16 that
+   is about one logit for R1-sized models, too coarse to see a missing merge: check 1 is what does.
 
-with ``tol`` = 1e-4 (fp32), 1e-2 (fp16), 3e-2 (bf16) by default: what rounding the merged
-weights to the saved dtype may cost (measured on SmolLM2-135M with a random rank-16 adapter:
-bf16 0.37 and fp16 0.086 at a logit scale of 39, i.e. about a third of the tolerance). The
-largest difference the adapter itself makes is reported beside it. The output is written to a
-temp folder and renamed into place only after the check passes.
+The largest difference the adapter itself makes is reported beside them. For an adapter trained on
+a 4-bit (QLoRA) base, the gap between the model it was trained on (the base quantized to 4-bit as
+training loads it, + adapter) and the saved merge is reported too, when bitsandbytes and a CUDA GPU
+are there; else the output says it was not measured and why. The output is written to a temp folder
+and renamed into place only after the checks pass.
 
 >>> relative_tolerance("bf16")
 0.03
@@ -36,10 +45,13 @@ temp folder and renamed into place only after the check passes.
 from __future__ import annotations
 
 import gc
+import importlib.util
 import json
 import logging
 import shutil
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -51,6 +63,7 @@ logger = logging.getLogger(__name__)
 
 DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp32": "float32"}
 TOLERANCES = {"fp32": 1e-4, "fp16": 1e-2, "bf16": 3e-2}
+FP32_TOLERANCE = 1e-4  # relative tolerance of the check of the merge arithmetic (merged vs unmerged, both fp32)
 MERGE_RECORD = "egrc_merge.json"
 PROBE_PROMPTS = (
     "What is 17 + 25? Please reason step by step, and put your final answer within \\boxed{}.",
@@ -63,8 +76,20 @@ class MergeError(EgrcError):
     """The adapter cannot be merged (missing files, unknown base, failed check); one line."""
 
 
+class InconclusiveMergeError(MergeError):
+    """The adapter moves the logits by no more than the fp32 check's tolerance: a merge cannot be told
+    from no merge (``--allow-inconclusive`` saves it anyway); one line."""
+
+
 @dataclass
 class MergeResult:
+    """What was merged and how the checks went; logit differences are absolute (max over the probe).
+
+    ``max_abs_diff``/``tolerance``: the saved model vs base+adapter (the saved dtype's rounding);
+    ``fp32_max_abs_diff``/``fp32_tolerance``: the fp32 merge vs base+adapter (the merge arithmetic);
+    ``quant_gap``: 4-bit base + adapter vs the saved model (``None`` with ``quant_gap_note`` saying why).
+    """
+
     out: str
     adapter: str
     base: str
@@ -76,10 +101,19 @@ class MergeResult:
     adapter_effect: float
     trained_4bit: bool
     probe_tokens: int
+    fp32_max_abs_diff: float = 0.0
+    fp32_tolerance: float = 0.0
+    quant_gap: float | None = None
+    quant_gap_note: str = ""
+
+    @property
+    def inconclusive(self) -> bool:
+        """The adapter's effect is within the fp32 check's tolerance: no merge would have passed it too."""
+        return self.adapter_effect <= self.fp32_tolerance
 
     @property
     def passed(self) -> bool:
-        return self.max_abs_diff <= self.tolerance
+        return self.fp32_max_abs_diff <= self.fp32_tolerance and self.max_abs_diff <= self.tolerance
 
 
 def relative_tolerance(dtype: str) -> float:
@@ -142,14 +176,28 @@ def _logits(model: Any, batch: list[list[int]]) -> list[Any]:
 
     device = next(model.parameters()).device
     out = []
-    with torch.inference_mode():
+    with torch.inference_mode(), _exact_fp32():
         for ids in batch:
             x = torch.tensor([ids], device=device)  # [1, T]
             out.append(model(input_ids=x).logits[0].float().cpu())  # [T, V]
     return out
 
 
+@contextmanager
+def _exact_fp32() -> Iterator[None]:
+    """Full fp32 matmuls (no TF32) while it lasts: the fp32 check compares at 1e-4, TF32 rounds at ~1e-3."""
+    import torch
+
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("highest")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
 def _max_abs(a: list[Any], b: list[Any]) -> float:
+    """The largest absolute difference between two lists of same-shaped tensors."""
     return max(float((x - y).abs().max()) for x, y in zip(a, b))
 
 
@@ -174,10 +222,13 @@ def _load_base(path: str, cfg: Any, dtype: Any, device: str) -> Any:
 
 
 def merge_adapter(adapter: str | Path, out: str | Path, *, dtype: str = "bf16", base: str | None = None,
-                  tolerance: float | None = None, device: str | None = None) -> MergeResult:
+                  tolerance: float | None = None, device: str | None = None,
+                  allow_inconclusive: bool = False) -> MergeResult:
     """Merge ``adapter`` into its base, save to ``out`` and check it (see the module doc).
 
-    Raises :class:`MergeError` (nothing is left at ``out``) when the check fails.
+    Raises :class:`MergeError` (nothing is left at ``out``) when a check fails, and
+    :class:`InconclusiveMergeError` when the fp32 check cannot tell a merge from no merge, unless
+    ``allow_inconclusive``.
     """
     import torch
 
@@ -186,15 +237,18 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, dtype: str = "bf16", 
     out = Path(out).expanduser()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise MergeError(f"--out {out} exists and is not empty; choose another folder or remove it")
-    cfg, path, source, trained_4bit = _resolve_base(adapter, base, dtype)
+    cfg, path, source, trained_cfg = _resolve_base(adapter, base, dtype)
     tokenizer = _tokenizer(path, cfg, adapter)
     logger.info("merging %s into %s (%s)%s", adapter, cfg.model.name_or_path, dtype,
-                "; adapter trained on 4-bit weights: merging into the original 16-bit ones" if trained_4bit else "")
+                "; adapter trained on 4-bit weights: merging into the original 16-bit ones" if trained_cfg else "")
     device = device or _work_device(path, cfg)
     model = _load_base(path, cfg, torch.float32, device)  # merge and reference in fp32: exact up to the saved dtype
     probe = _probe_batch(tokenizer, model.get_input_embeddings().weight.shape[0])
     merged, reference, plain = _merge_in_memory(model, adapter, cfg.model.name_or_path, probe)
     del model
+    scale = max(float(x.abs().max()) for x in reference)
+    fp32_diff, fp32_tol, effect = _check_fp32(_logits(merged, probe), reference, plain, scale, out,
+                                              allow_inconclusive)
 
     tmp = out.with_name(f".{out.name}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
@@ -203,19 +257,23 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, dtype: str = "bf16", 
         del merged
         gc.collect()
         reloaded = _reload(tmp, device)
-        diff = _max_abs(_logits(reloaded, probe), reference)
+        saved = _logits(reloaded, probe)
         del reloaded
-        scale = max(float(x.abs().max()) for x in reference)
+        gc.collect()
         rel = relative_tolerance(dtype) if tolerance is None else tolerance
         result = MergeResult(out=str(out.resolve()), adapter=str(adapter), base=cfg.model.name_or_path,
-                             base_source=source, dtype=dtype, max_abs_diff=diff, tolerance=rel * max(1.0, scale),
-                             logit_scale=scale, adapter_effect=_max_abs(reference, plain),
-                             trained_4bit=trained_4bit, probe_tokens=sum(len(p) for p in probe))
-        if not result.passed:
-            raise MergeError(f"merge check failed: max |logit difference| {diff:.3g} between the merged model and "
-                             f"base+adapter exceeds the tolerance {result.tolerance:.3g} ({rel:g} x max(1, "
-                             f"{scale:.3g})); nothing was written to {out}")
-        (tmp / MERGE_RECORD).write_text(json.dumps({**asdict(result), "out": None}, indent=2) + "\n", encoding="utf-8")
+                             base_source=source, dtype=dtype, max_abs_diff=_max_abs(saved, reference),
+                             tolerance=rel * max(1.0, scale), logit_scale=scale, adapter_effect=effect,
+                             trained_4bit=trained_cfg is not None, probe_tokens=sum(len(p) for p in probe),
+                             fp32_max_abs_diff=fp32_diff, fp32_tolerance=fp32_tol)
+        if result.max_abs_diff > result.tolerance:
+            raise MergeError(f"merge check failed: max |logit difference| {result.max_abs_diff:.3g} between the "
+                             f"merged model and base+adapter exceeds the tolerance {result.tolerance:.3g} ({rel:g} x "
+                             f"max(1, {scale:.3g})); nothing was written to {out}")
+        if trained_cfg is not None:
+            result.quant_gap, result.quant_gap_note = _four_bit_gap(path, trained_cfg, adapter, probe, saved)
+        record = {**asdict(result), "inconclusive": result.inconclusive, "out": None}
+        (tmp / MERGE_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
         if out.exists():
             out.rmdir()
         tmp.rename(out)
@@ -224,8 +282,84 @@ def merge_adapter(adapter: str | Path, out: str | Path, *, dtype: str = "bf16", 
     return result
 
 
-def _resolve_base(adapter: Path, base: str | None, dtype: str) -> tuple[Any, str, str, bool]:
-    """``(config, path to load, model source, trained on 4-bit weights)``; the base always unquantized."""
+def _check_fp32(merged: list[Any], reference: list[Any], plain: list[Any], scale: float, out: Path,
+                allow_inconclusive: bool) -> tuple[float, float, float]:
+    """``(max |merged - reference|, its tolerance, max |reference - plain|)``, all fp32 logits; raises
+    :class:`MergeError` when the merge is off, :class:`InconclusiveMergeError` when the adapter's own effect
+    is within the tolerance (unless ``allow_inconclusive``)."""
+    diff, tol, effect = _max_abs(merged, reference), FP32_TOLERANCE * max(1.0, scale), _max_abs(reference, plain)
+    if diff > tol:
+        raise MergeError(f"merge check failed: max |logit difference| {diff:.3g} between the fp32 merged model and "
+                         f"base+adapter (fp32) exceeds the tolerance {tol:.3g} ({FP32_TOLERANCE:g} x max(1, "
+                         f"{scale:.3g})); nothing was written to {out}")
+    if effect <= tol and not allow_inconclusive:
+        raise InconclusiveMergeError(
+            f"merge check inconclusive: the adapter moves the logits by at most {effect:.3g}, within the check's "
+            f"tolerance {tol:.3g} ({FP32_TOLERANCE:g} x max(1, {scale:.3g})), so a merge cannot be told from no "
+            f"merge (an untrained adapter?); nothing was written to {out}; pass --allow-inconclusive to save it anyway")
+    return diff, tol, effect
+
+
+def _four_bit_gap(path: str, trained_cfg: Any, adapter: Path, probe: list[list[int]],
+                  saved: list[Any]) -> tuple[float | None, str]:
+    """``(max |logits_4bit - logits_saved|, "")`` for the 4-bit base + adapter the adapter was trained on,
+    or ``(None, why it was not measured)``."""
+    reason = _four_bit_unavailable()
+    if reason:
+        return None, reason
+    try:
+        quantized = _four_bit_logits(path, trained_cfg, adapter, probe)
+    except (RuntimeError, ValueError, OSError, ImportError) as err:
+        first = str(err).splitlines()[0] if str(err) else type(err).__name__
+        return None, f"loading the 4-bit model failed: {first}"
+    finally:
+        _free_cuda()
+    return _max_abs(quantized, saved), ""
+
+
+def _four_bit_unavailable() -> str:
+    """Why the 4-bit (bitsandbytes) model cannot be loaded here, or ``""`` when it can."""
+    import torch
+
+    missing = []
+    if not torch.cuda.is_available():
+        missing.append("no CUDA GPU")
+    if importlib.util.find_spec("bitsandbytes") is None:
+        missing.append("bitsandbytes is not installed: pip install -e '.[gpu]'")
+    return "; ".join(missing)
+
+
+def _four_bit_logits(path: str, trained_cfg: Any, adapter: Path, probe: list[list[int]]) -> list[Any]:
+    """Probe logits of the model the adapter was trained on: the 16-bit base quantized to 4-bit on load
+    (nf4, double quantization, the run's compute dtype: the hf backend's settings) + the adapter, on the GPU."""
+    import torch
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    from egrc_lite.backends.hf import quantization_config
+    from egrc_lite.backends.sources import load_kwargs
+
+    name = trained_cfg.model.dtype
+    model = AutoModelForCausalLM.from_pretrained(
+        path, dtype="auto" if name == "auto" else getattr(torch, name), device_map={"": torch.cuda.current_device()},
+        quantization_config=quantization_config(trained_cfg), **load_kwargs(trained_cfg, path))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", FutureWarning)
+        peft_model = PeftModel.from_pretrained(model, str(adapter)).eval()
+    return _logits(peft_model, probe)
+
+
+def _free_cuda() -> None:
+    import torch
+
+    gc.collect()
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()
+
+
+def _resolve_base(adapter: Path, base: str | None, dtype: str) -> tuple[Any, str, str, Any]:
+    """``(config, path to load, model source, config the adapter was trained with when that was 4-bit else None)``;
+    the base always unquantized."""
     from egrc_lite.backends import BackendError
     from egrc_lite.backends.sources import resolve_model_source
     from egrc_lite.config import ConfigError, validate_config
@@ -233,13 +367,15 @@ def _resolve_base(adapter: Path, base: str | None, dtype: str) -> tuple[Any, str
     section = find_base(adapter, base)
     run_model = run_model_section(adapter) or {}
     trained_4bit = bool(section.get("load_in_4bit") or run_model.get("load_in_4bit"))
+    trained = {**section, "load_in_4bit": True, "dtype": section.get("dtype", run_model.get("dtype", "float32"))}
     section = {**section, "load_in_4bit": False, "dtype": DTYPES[dtype]}  # the original 16-bit (or 32-bit) weights
     try:
         cfg = validate_config({"model": section})
+        trained_cfg = validate_config({"model": trained}) if trained_4bit else None
         path, source = resolve_model_source(cfg)
     except (ConfigError, BackendError) as err:
         raise MergeError(str(err)) from None
-    return cfg, path, source, trained_4bit
+    return cfg, path, source, trained_cfg
 
 
 def _tokenizer(path: str, cfg: Any, adapter: Path) -> Any:

@@ -36,7 +36,9 @@ def run_dir(tmp_path_factory):
 
     model_section = {"name_or_path": "builtin:tiny", "dtype": "float32", "tiny": TINY}
     cfg = validate_config({"model": model_section, "lora": {"r": 4, "alpha": 8}})
-    model, tokenizer, _ = load_policy(cfg)
+    with torch.random.fork_rng():  # LoRA A's init: the same adapter every session (some draws round past 3e-2 in bf16)
+        torch.manual_seed(0)
+        model, tokenizer, _ = load_policy(cfg)
     gen = torch.Generator().manual_seed(0)
     with torch.no_grad():
         for name, param in model.named_parameters():
@@ -162,3 +164,117 @@ def test_cli_errors_are_one_line_with_exit_2(run_dir, tmp_path):
 
 def test_merge_error_is_a_user_error():
     assert issubclass(MergeError, EgrcError)
+
+
+def _copy_run(run_dir: Path, tmp_path: Path, name: str, *, alpha: float | None = None, zero_b: bool = False,
+              load_in_4bit: bool = False) -> Path:
+    """A copy of the run whose adapter has ``lora_alpha`` = ``alpha``, or all-zero LoRA B (as before training),
+    or whose config says it was trained on a 4-bit base."""
+    from safetensors.torch import load_file, save_file
+
+    run = tmp_path / name
+    shutil.copytree(run_dir, run)
+    if alpha is not None:
+        cfg_path = run / "adapter" / "adapter_config.json"
+        cfg_path.write_text(json.dumps({**json.loads(cfg_path.read_text()), "lora_alpha": alpha}))
+    if zero_b:
+        weights = run / "adapter" / "adapter_model.safetensors"
+        tensors = load_file(str(weights))
+        save_file({k: torch.zeros_like(v) if "lora_B" in k else v for k, v in tensors.items()}, str(weights))
+    if load_in_4bit:
+        saved = yaml.safe_load((run / "config.yaml").read_text())
+        saved["model"]["load_in_4bit"] = True
+        (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    return run
+
+
+def test_fp32_check_fails_a_merge_that_left_the_weights_alone(run_dir, tmp_path, monkeypatch):
+    from peft.tuners.tuners_utils import BaseTuner
+
+    run = _copy_run(run_dir, tmp_path, "weak", alpha=0.008)  # moves logits by ~2.5e-3: under bf16's 3e-2, over 1e-4
+    result = merge_adapter(run / "adapter", tmp_path / "ok", dtype="bf16")
+    assert result.passed and not result.inconclusive
+    assert result.fp32_max_abs_diff <= result.fp32_tolerance == pytest.approx(1e-4 * max(1, result.logit_scale))
+    assert result.fp32_tolerance < result.adapter_effect < result.tolerance  # only the fp32 check can see the adapter
+    monkeypatch.setattr(BaseTuner, "merge_and_unload", lambda self, *args, **kwargs: self.unload())  # merges nothing
+    out = tmp_path / "noop"
+    with pytest.raises(MergeError, match="merge check failed.*fp32") as info:
+        merge_adapter(run / "adapter", out, dtype="bf16")
+    assert "\n" not in str(info.value) and not out.exists() and not list(tmp_path.glob(".noop*"))
+
+
+def test_an_adapter_too_weak_for_the_check_is_inconclusive_unless_allowed(run_dir, tmp_path):
+    from egrc_lite.merge import InconclusiveMergeError
+
+    run = _copy_run(run_dir, tmp_path, "untrained", zero_b=True)  # LoRA B = 0: no merge and a merge look the same
+    out = tmp_path / "o"
+    with pytest.raises(InconclusiveMergeError):
+        merge_adapter(run / "adapter", out, dtype="fp32")
+    result = runner.invoke(app, ["merge", "--adapter", str(run / "adapter"), "--out", str(out)])
+    assert result.exit_code == 2, result.output
+    assert "inconclusive" in result.output and "--allow-inconclusive" in result.output
+    assert "Traceback" not in result.output and not out.exists()
+    assert len([line for line in result.output.splitlines() if line.startswith("error")]) == 1
+    result = runner.invoke(app, ["merge", "--adapter", str(run / "adapter"), "--out", str(out), "--allow-inconclusive"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "fp32 merge check: max |logit difference| 0 <= tolerance" in text
+    assert "inconclusive" in text and "cannot tell this merge from no merge" in text and "gap to the 4-bit" not in text
+    assert json.loads((out / MERGE_RECORD).read_text())["inconclusive"] is True
+
+
+def test_4bit_gap_is_reported_when_the_4bit_model_can_be_loaded(run_dir, tmp_path, monkeypatch):
+    from peft import PeftModel
+    from transformers import AutoModelForCausalLM
+
+    import egrc_lite.merge as merge_module
+
+    run = _copy_run(run_dir, tmp_path, "qlora", load_in_4bit=True)
+    seen = {}
+
+    def fake_4bit_logits(path, trained_cfg, adapter, probe):  # the fp32 base + adapter, every logit moved by 0.25
+        seen.update(load_in_4bit=trained_cfg.model.load_in_4bit, adapter=adapter)
+        model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), str(adapter))
+        return [x + 0.25 for x in merge_module._logits(model.eval(), probe)]
+
+    monkeypatch.setattr(merge_module, "_four_bit_unavailable", lambda: "")
+    monkeypatch.setattr(merge_module, "_four_bit_logits", fake_4bit_logits)
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["merge", "--adapter", str(run / "adapter"), "--out", str(out), "--dtype", "fp32"])
+    assert result.exit_code == 0, result.output
+    assert seen == {"load_in_4bit": True, "adapter": (run / "adapter").resolve()}
+    record = json.loads((out / MERGE_RECORD).read_text())
+    assert record["quant_gap"] == pytest.approx(0.25, abs=1e-3) and record["quant_gap_note"] == ""
+    text = " ".join(result.output.split())
+    assert "gap to the 4-bit model the adapter was trained on: max |logit difference| 0.25 on" in text
+    assert "vs the saved fp32 merge" in text and "fp32 merge check: max |logit difference|" in text
+
+
+def test_4bit_gap_not_measured_says_why(run_dir, tmp_path, monkeypatch):
+    import egrc_lite.merge as merge_module
+
+    run = _copy_run(run_dir, tmp_path, "qlora", load_in_4bit=True)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["merge", "--adapter", str(run / "adapter"), "--out", str(out), "--dtype", "fp32"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "gap to the 4-bit model the adapter was trained on: not measured (" in text and "no CUDA GPU" in text
+    record = json.loads((out / MERGE_RECORD).read_text())
+    assert record["quant_gap"] is None and "no CUDA GPU" in record["quant_gap_note"]
+
+    def failing_load(*args):
+        raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
+
+    monkeypatch.setattr(merge_module, "_four_bit_unavailable", lambda: "")
+    monkeypatch.setattr(merge_module, "_four_bit_logits", failing_load)
+    gap, note = merge_module._four_bit_gap("base", None, run / "adapter", [[1]], [torch.zeros(1, 2)])
+    assert gap is None and note == "loading the 4-bit model failed: CUDA out of memory. Tried to allocate 2.00 GiB"
+
+    from rich.console import Console
+
+    from egrc_lite.cli.merge import _four_bit_gap_line
+
+    console = Console(width=200, record=True)
+    console.print(_four_bit_gap_line(None, "bitsandbytes is not installed: pip install -e '.[gpu]'", 9, "bf16"))
+    assert "not measured (bitsandbytes is not installed: pip install -e '.[gpu]')" in console.export_text()

@@ -24,7 +24,8 @@ def _dtype(name: str) -> Any:
     return "auto" if name == "auto" else getattr(torch, name)
 
 
-def _quantization_config(cfg: EgrcConfig) -> Any:
+def quantization_config(cfg: EgrcConfig) -> Any:
+    """The bitsandbytes 4-bit (nf4, double quant) settings of QLoRA training, or ``None`` without ``load_in_4bit``."""
     if not cfg.model.load_in_4bit:
         return None
     if importlib.util.find_spec("bitsandbytes") is None:
@@ -59,7 +60,7 @@ def load_policy(cfg: EgrcConfig, *, init_adapter: str | None = None) -> tuple[An
     path, source = resolve_model_source(cfg)
     tokenizer = load_tokenizer(path, cfg)
     kwargs: dict[str, Any] = {"dtype": _dtype(cfg.model.dtype), **load_kwargs(cfg, path)}
-    quant = _quantization_config(cfg)
+    quant = quantization_config(cfg)
     if quant is not None:
         kwargs["quantization_config"] = quant
     try:

@@ -16,7 +16,11 @@ def merge(
     base: Annotated[Optional[str], typer.Option("--base", help="The base model (default: the run's config.yaml one "
                     "level up, else the adapter's base_model_name_or_path).")] = None,
     tolerance: Annotated[Optional[float], typer.Option("--tolerance", help="Relative tolerance of the logit check "
-                         "(default 3e-2 bf16, 1e-2 fp16, 1e-4 fp32; times max(1, max |logit|)).")] = None,
+                         "of the saved model (default 3e-2 bf16, 1e-2 fp16, 1e-4 fp32; times max(1, max |logit|)); "
+                         "the fp32 check of the merge itself is always at 1e-4.")] = None,
+    allow_inconclusive: Annotated[bool, typer.Option("--allow-inconclusive", help="Save the merge even when the "
+                                  "adapter moves the logits too little for the check to tell a merge from no merge "
+                                  "(e.g. an untrained adapter).")] = False,
 ) -> None:
     """Merge a LoRA adapter into its (16-bit) base model and save it for plain transformers / vLLM, checked on logits."""
     from transformers.utils import logging as hf_logging
@@ -26,11 +30,30 @@ def merge(
 
     hf_logging.disable_progress_bar()
     console.print(f"[bold]egrc-lite merge[/] {adapter} -> {out} ({dtype})")
-    result = merge_adapter(adapter, out, dtype=dtype, base=base, tolerance=tolerance)
+    result = merge_adapter(adapter, out, dtype=dtype, base=base, tolerance=tolerance,
+                           allow_inconclusive=allow_inconclusive)
     if result.trained_4bit:
         console.print(f"adapter trained on 4-bit (QLoRA) base weights: merged into the original 16-bit weights of "
                       f"{result.base}, not into dequantized 4-bit ones")
+    console.print(f"fp32 merge check: max |logit difference| {result.fp32_max_abs_diff:.3g} <= tolerance "
+                  f"{result.fp32_tolerance:.3g} (merged vs unmerged base+adapter, both in fp32)")
+    if result.inconclusive:
+        console.print(f"[yellow]inconclusive[/]: the adapter moves logits by at most {result.adapter_effect:.3g}, "
+                      "within the fp32 check's tolerance: it cannot tell this merge from no merge "
+                      "(saved anyway: --allow-inconclusive)")
     console.print(f"merge check on {result.probe_tokens} probe tokens: max |logit difference| {result.max_abs_diff:.3g} "
                   f"<= tolerance {result.tolerance:.3g} (the adapter itself moves logits by up to "
                   f"{result.adapter_effect:.3g})")
+    if result.trained_4bit:
+        console.print(_four_bit_gap_line(result.quant_gap, result.quant_gap_note, result.probe_tokens, result.dtype))
     console.print(f"[green]done[/]: merged model ({result.dtype}, base {result.base}) in {result.out}")
+
+
+def _four_bit_gap_line(gap: float | None, note: str, tokens: int, dtype: str) -> str:
+    """The output line (rich markup) on how far the saved merge is from the 4-bit model the adapter was trained on."""
+    from rich.markup import escape
+
+    if gap is None:
+        return f"gap to the 4-bit model the adapter was trained on: not measured ({escape(note)})"
+    return (f"gap to the 4-bit model the adapter was trained on: max |logit difference| {gap:.3g} on {tokens} probe "
+            f"tokens (4-bit base + adapter vs the saved {dtype} merge)")
