@@ -206,7 +206,9 @@ class UnslothConfig(_Strict):
 
 class AnalysisConfig(_Strict):
     connectors: list[str] = Field(default_factory=lambda: list(DEFAULT_CONNECTORS))
-    track_entropy: bool = True
+    track_entropy: bool = Field(True, description="log connector metrics and, where the backend's loss returns "
+                                "no token entropies (unsloth), measure them with an extra no-grad forward; "
+                                "auto_switch.metric=entropy needs it")
 
 
 class EgrcConfig(_Strict):

@@ -35,6 +35,28 @@ CKPT_STATE = "egrc_state.json"
 SWITCH_METRIC_KEYS = {"entropy": "train/entropy/mean", "length": "train/len/mean"}
 
 
+def check_switch_metric(cfg: EgrcConfig, stage: StagePlan, trainer: Any = None) -> None:
+    """Refuse an auto-switch stage whose metric no step would log (its switch could never fire).
+
+    ``length`` is always logged. ``entropy`` (``train/entropy/mean``) needs token entropies: the
+    backend's loss forward hands them over (stock TRL) or egrc-lite measures them with a no-grad
+    pass (``analysis.track_entropy``; unsloth relies on it). ``track_entropy: false`` is refused
+    on every backend, so a config does not switch on one backend and silently never on another.
+    With ``trainer``, the stage's trainer must also have a source (``egrc_entropy_source``): its
+    loss forward, or a policy with a backbone and an LM head for the pass.
+    """
+    if not stage.auto_switch or cfg.schedule.auto_switch.metric != "entropy":
+        return
+    if not cfg.analysis.track_entropy:
+        raise ConfigError(f"stage {stage.name}: schedule.auto_switch.metric=entropy needs analysis.track_entropy=true "
+                          "(without it train/entropy/mean is only logged where the backend's loss returns it); "
+                          "set analysis.track_entropy=true or schedule.auto_switch.metric=length")
+    if trainer is not None and trainer.egrc_entropy_source() is None:
+        raise ConfigError(f"stage {stage.name}: schedule.auto_switch.metric=entropy, but this backend's loss returns "
+                          "no token entropies and the policy has no backbone + LM head to measure them with; "
+                          "use schedule.auto_switch.metric=length")
+
+
 def select_stages(plan: list[StagePlan], stage_filter: list[str] | None) -> list[StagePlan]:
     """The stages whose mode or name is in ``stage_filter`` (all when ``None``), start steps renumbered."""
     if not stage_filter:
@@ -228,6 +250,8 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
 
     dist = PartialState(cpu=not torch.cuda.is_available())
     plan = select_stages(plan_stages(cfg.schedule), stage_filter)
+    for stage in plan:
+        check_switch_metric(cfg, stage)  # before anything is loaded or written
     problems = load_problems(cfg.data)
     backend = load_backend(cfg)  # on unsloth: imports it (already done by egrc_lite.train.run_schedule)
     logger.info("backend %s (%s)", backend.name, backend.reason)
@@ -316,6 +340,7 @@ def build_stage_trainer(runner: _Runner, model: Any, tokenizer: Any, dataset: An
                             seed=runner.cfg.train.seed + stage.index, callbacks=[callback],
                             trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.config, model))
     callback.trainer = trainer
+    check_switch_metric(runner.cfg, stage, trainer)
     return trainer
 
 

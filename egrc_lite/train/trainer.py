@@ -13,7 +13,11 @@ trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
     "dapo" normaliser, is recounted over kept tokens. The attention mask stays intact so the
     loss forward also yields valid token entropies for every sampled completion.
 ``_get_per_token_logps_and_entropies``
-    call TRL; during the loss forward, accumulate the mean token entropy over all sampled tokens.
+    call TRL; during the loss forward, add the token entropies of all sampled tokens to the step's
+    sums (:mod:`egrc_lite.train.entropy_stats`). When the loss forward returns none (unsloth calls
+    the seam with ``compute_efficient=True`` and gets ``None``), measure them with a no-grad,
+    chunked forward over the same ids at the stage temperature, unless ``analysis.track_entropy``
+    is off (:attr:`EgrcTrainerMixin.egrc_entropy_fallback`).
 
 An optimiser step whose batch (all processes) keeps no sample at all makes no update: the
 gradients are set to ``None`` before ``optimizer.step()``, so AdamW skips every parameter
@@ -40,6 +44,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from egrc_lite.train.advantages import STAGE_ADVANTAGE, get_advantage_fn
+from egrc_lite.train.entropy_stats import N_SUMS, can_score, completion_entropies, entropy_metrics, entropy_sums
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig, StageConfig
@@ -94,6 +99,8 @@ class EgrcTrainerMixin:
     egrc_zero_completion_mask = False
     """Also zero dropped rows of ``completion_mask`` (for a loss that ignores ``tool_mask``); the
     entropy metric then covers the kept samples only."""
+    egrc_loss_entropies = True
+    """Whether the base class's loss forward returns token entropies (stock TRL: yes; unsloth: no)."""
 
     def __init__(self, *args: Any, mode: str = "compress", adv_beta: float = 1.0, **kwargs: Any) -> None:
         if mode not in STAGE_ADVANTAGE:
@@ -106,9 +113,9 @@ class EgrcTrainerMixin:
         self._egrc_adv_fn = get_advantage_fn(STAGE_ADVANTAGE[mode])
         self._egrc_rewards_per_func: torch.Tensor | None = None
         self._egrc_stats: dict[str, float] = {}
-        self._egrc_entropy = [0.0, 0.0]  # sum, count over sampled completion tokens (all processes)
+        self._egrc_entropy = [0.0] * N_SUMS  # entropy_stats.entropy_sums over the step (all processes)
         self.egrc_connectors: Any = None  # an analysis.ConnectorMatcher: connector metrics per step
-        self._egrc_conn = [0.0, 0.0, 0.0, 0.0]  # n, sum H at connectors; n, sum H at other tokens
+        self.egrc_entropy_fallback = True  # measure entropies when the loss forward returns none
         self._egrc_skip_update = False
         super().__init__(*args, **kwargs)
         self.add_callback(_make_skip_callback(self))
@@ -160,21 +167,38 @@ class EgrcTrainerMixin:
                                            *args: Any, **kwargs: Any) -> Any:
         result = super()._get_per_token_logps_and_entropies(
             model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
-        entropies = result[1]
-        if entropies is not None and torch.is_grad_enabled() and self.model.training:
-            mask = attention_mask[:, -logits_to_keep:].to(entropies.dtype)  # [B, T] sampled tokens
-            total = torch.stack([(entropies.detach() * mask).sum(), mask.sum()])  # [2]
-            if self.egrc_connectors is not None:
-                ids = input_ids[:, -logits_to_keep:]  # [B, T]
-                total = torch.cat([total, self.egrc_connectors.sums(ids, entropies, mask)])  # [6]
-            total = self.accelerator.reduce(total, reduction="sum").tolist()
-            self._egrc_entropy[0] += total[0]
-            self._egrc_entropy[1] += total[1]
-            for i, value in enumerate(total[2:]):
-                self._egrc_conn[i] += value
+        if torch.is_grad_enabled() and self.model.training:  # the loss forward, once per micro-batch
+            entropies = self._egrc_add_entropies(model, input_ids, attention_mask, logits_to_keep, result[1])
+            result = (result[0], entropies, *result[2:])  # measured ones are handed on to the loss too
         return result
 
     # ------------------------------------------------------------------ metrics
+    def _egrc_add_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
+                            logits_to_keep: int, entropies: torch.Tensor | None) -> torch.Tensor | None:
+        """Add one loss forward's entropies ``[B, T]`` (measured here when ``None``) to the step's sums.
+
+        Returns the entropies used (``None`` when there are none). Every process calls this once
+        per micro-batch and takes the same path, so the reduce stays collective.
+        """
+        if entropies is None:
+            if not self.egrc_entropy_fallback:
+                return None
+            with self.accelerator.autocast():
+                entropies = completion_entropies(self.accelerator.unwrap_model(model), input_ids, attention_mask,
+                                                 logits_to_keep, self.temperature)  # [B, T]
+        mask = attention_mask[:, -logits_to_keep:]  # [B, T] sampled tokens
+        local = entropy_sums(input_ids[:, -logits_to_keep:], entropies, mask, self.egrc_connectors)  # [6]
+        total = self.accelerator.reduce(local, reduction="sum").tolist()
+        self._egrc_entropy = [a + b for a, b in zip(self._egrc_entropy, total)]
+        return entropies
+
+    def egrc_entropy_source(self) -> str | None:
+        """Where the step's token entropies come from: ``"loss"`` (the loss forward hands them over),
+        ``"forward"`` (egrc-lite's no-grad pass), or ``None`` (nowhere: ``entropy/mean`` stays NaN)."""
+        if self.egrc_loss_entropies:
+            return "loss"
+        return "forward" if self.egrc_entropy_fallback and can_score(self.model) else None
+
     def _truncated(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """[B_all] bool: completions (ids, mask: [B, T]) that hit the generation cap without an EOS."""
         lengths = mask.sum(dim=1)  # [B]
@@ -203,13 +227,9 @@ class EgrcTrainerMixin:
         return stats
 
     def egrc_pop_step_stats(self) -> dict[str, float]:
-        """The last generation's metrics plus the mean token entropy of its completions; resets them."""
-        stats = dict(self._egrc_stats)
-        total, count = self._egrc_entropy
-        stats["entropy/mean"] = total / count if count > 0 else float("nan")
-        if self.egrc_connectors is not None and count > 0:
-            stats.update(self.egrc_connectors.stats_from_sums(self._egrc_conn, prefix=""))
-        self._egrc_stats, self._egrc_entropy, self._egrc_conn = {}, [0.0, 0.0], [0.0, 0.0, 0.0, 0.0]
+        """The last generation's metrics plus the token entropy of its completions; resets them."""
+        stats = {**self._egrc_stats, **entropy_metrics(self._egrc_entropy, self.egrc_connectors)}
+        self._egrc_stats, self._egrc_entropy = {}, [0.0] * N_SUMS
         return stats
 
     def _capture_samples(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor,
@@ -270,14 +290,16 @@ def make_trainer_class(base: type | None = None) -> type:
 
     On the ``GRPOTrainer`` unsloth patched, ``compute_loss`` is unsloth's, which may not apply TRL's
     loss-only ``tool_mask``; dropped samples are then also zeroed in ``completion_mask``
-    (``egrc_zero_completion_mask``).
+    (``egrc_zero_completion_mask``). Its loss forward returns no token entropies
+    (``egrc_loss_entropies``), so the mixin measures them itself.
     """
     if base is None:
         from trl import GRPOTrainer as base  # noqa: N813
     if base not in _CLASSES:
+        unsloth = base.__name__.startswith("Unsloth")
         _CLASSES[base] = type("EgrcGRPOTrainer", (EgrcTrainerMixin, base), {
             "__module__": __name__, "__doc__": EgrcTrainerMixin.__doc__,
-            "egrc_zero_completion_mask": base.__name__.startswith("Unsloth")})
+            "egrc_zero_completion_mask": unsloth, "egrc_loss_entropies": not unsloth})
     return _CLASSES[base]
 
 
@@ -343,7 +365,11 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
                   output_dir: str, seed: int | None = None, reward_funcs: list[Any] | None = None,
                   callbacks: list[Any] | None = None, trainer_class: type | None = None,
                   **config_overrides: Any) -> Any:
-    """A fresh ``EgrcGRPOTrainer`` for ``stage`` on ``model`` (a PEFT model), quiet (no TRL printing)."""
+    """A fresh ``EgrcGRPOTrainer`` for ``stage`` on ``model`` (a PEFT model), quiet (no TRL printing).
+
+    ``analysis.track_entropy`` turns on the connector metrics and the entropy pass for backends
+    whose loss forward returns no entropies (``egrc_entropy_fallback``).
+    """
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from egrc_lite.train.rewards import build_reward_funcs
@@ -355,6 +381,9 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
                   callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta)
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    trainer.egrc_entropy_fallback = cfg.analysis.track_entropy
+    if trainer.egrc_entropy_source() == "forward":
+        logger.info("token entropy: the backend's loss returns none; measured by a no-grad forward per micro-batch")
     if cfg.analysis.track_entropy:
         from egrc_lite.analysis.entropy import get_connector_matcher
 
