@@ -72,16 +72,18 @@ STUB = textwrap.dedent("""
 
 
 @pytest.mark.parametrize("command", [
-    ["compress", "--preset", "smoke"],
-    ["train", "--stage", "compress", "--preset", "smoke"],
-])
+    ["compress", "--preset", "smoke", "--backend", "unsloth"],
+    ["train", "--stage", "compress", "--preset", "smoke", "--backend", "unsloth"],
+    ["sweep", "--preset", "smoke", "--set", "backend=unsloth", "--grid", "train.seed=1", "--no-isolate"],
+    ["sweep", "--preset", "smoke", "--set", "backend=unsloth", "--grid", "train.seed=1", "--isolate"],
+], ids=["compress", "train", "sweep", "sweep-isolated"])
 def test_unsloth_is_imported_before_transformers_trl_and_peft(tmp_path, command):
     (tmp_path / "stub" / "unsloth").mkdir(parents=True)
     (tmp_path / "stub" / "unsloth" / "__init__.py").write_text(STUB)
     record = tmp_path / "record.jsonl"
     env = {**__import__("os").environ, "PYTHONPATH": f"{tmp_path / 'stub'}:{REPO}", "STUB_RECORD": str(record),
            base.CPU_CHECK_ENV: "1"}
-    subprocess.run([sys.executable, "-m", "egrc_lite.cli", *command, "--backend", "unsloth", "--out",
+    subprocess.run([sys.executable, "-m", "egrc_lite.cli", *command, "--out",
                     str(tmp_path / "run")], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300)
     seen = [json.loads(line) for line in record.read_text().splitlines()]
     assert seen and seen[0] == {"transformers": False, "trl": False, "peft": False}

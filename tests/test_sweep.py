@@ -1,12 +1,17 @@
 """`egrc-lite sweep`: grid parsing, run names, the plan, status bookkeeping, and a smoke sweep end to end.
 
 CPU only, no network. The end-to-end test trains the ``smoke`` preset's tiny random model (so every
-answer is wrong and ACC is 0); bookkeeping tests replace ``run_schedule`` with a fake.
+answer is wrong and ACC is 0); bookkeeping tests replace ``run_schedule`` with a fake, so they run
+in this process (``isolate=False``). The isolated-mode tests run every job in a spawned child with
+the real smoke preset, and crash children through the ``EGRC_SWEEP_TEST_CRASH`` hook.
 """
 
 from __future__ import annotations
 
 import json
+import multiprocessing
+import os
+import signal
 from pathlib import Path
 
 import pytest
@@ -17,7 +22,8 @@ from typer.testing import CliRunner
 from egrc_lite import train
 from egrc_lite.cli.sweep import sweep
 from egrc_lite.runs import RunDir, write_config
-from egrc_lite.sweep.run import prepare_eval, run_sweep
+from egrc_lite.sweep import isolate
+from egrc_lite.sweep import run as sweep_run
 from egrc_lite.sweep.plan import (
     SweepError,
     axis_labels,
@@ -27,6 +33,7 @@ from egrc_lite.sweep.plan import (
     run_name,
     split_values,
 )
+from egrc_lite.sweep.run import prepare_eval, run_sweep
 
 MINI = Path(__file__).parent / "assets" / "mini_bench.jsonl"
 LC = "schedule.stages.compress.length_clip"
@@ -46,6 +53,12 @@ runner = CliRunner()
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
+
+
+@pytest.fixture(autouse=True)
+def _one_thread_in_children(monkeypatch):
+    """Spawned children (isolated mode) read their torch thread count from the environment they inherit."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
 
 
 def _sweep(*args: str):
@@ -184,7 +197,7 @@ def test_failed_combination_is_recorded_sweep_goes_on_and_rerun_resumes_it(tmp_p
     monkeypatch.setattr(train, "run_schedule", _fake_schedule(calls, fail))
     plan = plan_sweep(["smoke"], ["train.seed=0,1,2"])
     out = tmp_path / "sw"
-    result = run_sweep(plan, out)
+    result = run_sweep(plan, out, isolate=False)
     status = _status(out)
     assert [c[0] for c in calls] == ["seed=0", "seed=1", "seed=2"]  # the sweep went on after seed=1
     assert [status[n]["status"] for n in ("seed=0", "seed=1", "seed=2")] == ["done", "failed", "done"]
@@ -196,7 +209,7 @@ def test_failed_combination_is_recorded_sweep_goes_on_and_rerun_resumes_it(tmp_p
     assert "| 2 | 20 -> 10 | 50% -> 75% |" in report  # training metrics: first and last steps
 
     calls.clear()
-    run_sweep(plan, out)  # the finished runs are skipped, the unfinished one resumed
+    run_sweep(plan, out, isolate=False)  # the finished runs are skipped, the unfinished one resumed
     assert calls == [("seed=1", True)]
     status = _status(out)
     assert [status[n]["status"] for n in ("seed=0", "seed=1", "seed=2")] == ["skipped", "done", "skipped"]
@@ -206,8 +219,8 @@ def test_failed_combination_is_recorded_sweep_goes_on_and_rerun_resumes_it(tmp_p
 def test_a_run_made_with_another_config_is_not_reused(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run_schedule", _fake_schedule([], {}))
     out = tmp_path / "sw"
-    run_sweep(plan_sweep(["smoke"], ["train.seed=0"]), out)
-    result = run_sweep(plan_sweep(["smoke"], ["train.seed=0"], ["train.learning_rate=0.5"]), out)
+    run_sweep(plan_sweep(["smoke"], ["train.seed=0"]), out, isolate=False)
+    result = run_sweep(plan_sweep(["smoke"], ["train.seed=0"], ["train.learning_rate=0.5"]), out, isolate=False)
     entry = result.record["runs"][0]
     assert entry["status"] == "failed"
     assert "holds a run made with another config (train.learning_rate: 0.001 there, 0.5 now" in entry["reason"]
@@ -217,7 +230,7 @@ def test_interrupt_leaves_a_readable_record(tmp_path, monkeypatch):
     monkeypatch.setattr(train, "run_schedule", _fake_schedule([], {"seed=1": KeyboardInterrupt()}))
     out = tmp_path / "sw"
     with pytest.raises(KeyboardInterrupt):
-        run_sweep(plan_sweep(["smoke"], ["train.seed=0,1,2"]), out)
+        run_sweep(plan_sweep(["smoke"], ["train.seed=0,1,2"]), out, isolate=False)
     status = _status(out)
     assert status["seed=0"]["status"] == "done"
     assert (status["seed=1"]["status"], status["seed=1"]["reason"]) == ("pending", "interrupted")
@@ -244,7 +257,7 @@ def test_failed_base_or_run_evaluation_is_reported_and_the_rest_compared(tmp_pat
     monkeypatch.setattr(sweep_mod, "evaluate_model", fake_eval)
     plan = plan_sweep(["smoke"], ["train.seed=0,1"])
     out = tmp_path / "sw"
-    result = run_sweep(plan, out, prepare_eval(plan, str(MINI), n=1, limit=1))
+    result = run_sweep(plan, out, prepare_eval(plan, str(MINI), n=1, limit=1), isolate=False)
     assert seen == [("base", None), ("seed=0", None), ("seed=1", None)]  # no base summary: no L-Acc
     assert result.record["base"]["status"] == "failed" and "other settings" in result.record["base"]["reason"]
     status = _status(out)
@@ -256,15 +269,21 @@ def test_failed_base_or_run_evaluation_is_reported_and_the_rest_compared(tmp_pat
     assert "| seed=0 | 50.0 | 10 | - |" in report and "| seed=1 |" not in report.split("## Runs")[0]
 
 
-def test_a_value_that_fails_at_run_time_is_reported(tmp_path):
-    """A grid value the config accepts but TRL refuses when the trainer is built (no fakes)."""
+@pytest.mark.parametrize("processes", ["--no-isolate", "--isolate"])
+def test_a_value_that_fails_at_run_time_is_reported(tmp_path, processes):
+    """A grid value the config accepts but TRL refuses when the trainer is built (no fakes); from a child
+    process, the same one-line reason and the child's traceback in error.txt."""
     out = tmp_path / "sw"
-    result = _sweep("--preset", "smoke", "--grid", "train.lr_scheduler_type=bogus", *FAST, "--out", str(out))
+    result = _sweep("--preset", "smoke", "--grid", "train.lr_scheduler_type=bogus", *FAST, "--out", str(out), processes)
     assert result.exit_code == 1, result.output
     assert "1 of 1 combination(s) failed" in result.output
     entry = _status(out)["lr-scheduler-type=bogus"]
     assert entry["status"] == "failed" and "bogus is not a valid SchedulerType" in entry["reason"]
+    assert entry["reason"].startswith("ValueError: ")  # the type of the child's error, as in this process
     assert "failed" in (out / "report.md").read_text()
+    error = (out / "runs" / "lr-scheduler-type=bogus" / "error.txt").read_text()
+    assert error.startswith("Traceback") and "SchedulerType" in error
+    assert json.loads((out / "sweep.json").read_text())["isolated"] is (processes == "--isolate")
 
 
 # ---------------------------------------------------------------------------------------- end to end
@@ -289,7 +308,7 @@ def test_smoke_sweep_2x2_end_to_end_with_resume_and_a_failing_combination(tmp_pa
         return real(cfg, run_dir, **kwargs)
 
     monkeypatch.setattr(train, "run_schedule", flaky)
-    second = _sweep("--preset", "smoke", *grid, *FAST, *EVAL, "--out", str(out))
+    second = _sweep("--preset", "smoke", *grid, *FAST, *EVAL, "--out", str(out), "--no-isolate")  # the fake here
     assert second.exit_code == 1, second.output  # a failed combination: report written, exit 1
     status = _status(out)
     assert {n: s["status"] for n, s in status.items()} == {
@@ -370,3 +389,142 @@ def test_stage_end_checkpoints_of_finished_and_unfinished_runs(tmp_path):
     run.write_state({"finished": False, "plan": plan, "stages_done": []})
     assert run.stage_end_checkpoints() == []
     assert RunDir(tmp_path / "none").stage_end_checkpoints() == []
+
+
+# ---------------------------------------------------------------------------------------- isolated mode (children)
+
+FAST_SETS = FAST[1::2]  # the --set values of FAST
+
+
+class Recorder:
+    """A progress object that records every call, of training's protocol and of evaluation's alike."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, tuple]] = []
+
+    def __getattr__(self, name: str):
+        if name.startswith("_"):
+            raise AttributeError(name)
+        return lambda *args, **kwargs: self.calls.append((name, args))
+
+
+def test_isolation_is_on_by_default_exactly_when_a_cuda_gpu_is_visible(monkeypatch):
+    import torch
+
+    for visible in (True, False):
+        monkeypatch.setattr(torch.cuda, "is_available", lambda visible=visible: visible)
+        assert isolate.want_isolation(None) is visible
+        assert isolate.want_isolation(True) is True and isolate.want_isolation(False) is False
+
+
+@pytest.mark.parametrize("args, line", [
+    (["--isolate"], "processes: a child process for each training and each evaluation (--isolate)"),
+    (["--no-isolate"], "processes: everything in this one (--no-isolate)"),
+    ([], "processes: a child process for each training and each evaluation (--isolate, the default: a CUDA GPU "
+         "is visible)"),
+])
+def test_the_plan_says_how_jobs_are_run(tmp_path, monkeypatch, args, line):
+    monkeypatch.setattr(isolate, "cuda_visible", lambda: True)
+    result = _sweep("--preset", "smoke", "--grid", "train.seed=0", "--out", str(tmp_path / "sw"), "--dry-run", *args)
+    assert result.exit_code == 0, result.output
+    assert line in " ".join(result.output.split())
+
+
+def test_a_child_job_runs_in_another_process_and_reports_its_result_its_error_and_its_output(capsys):
+    assert isolate.run_in_child("probe", os.getpid, ()) != os.getpid()
+    with pytest.raises(isolate.ChildFailed) as info:
+        isolate.run_in_child("probe", int, ("x",))
+    assert info.value.reason == "ValueError: invalid literal for int() with base 10: 'x'" == sweep_run.one_line(info.value)
+    assert info.value.details.startswith("Traceback") and "ValueError" in info.value.details
+    isolate.run_in_child("probe", print, ("hello from the child",))
+    assert "hello from the child" in capsys.readouterr().err  # the child's stdout, copied to this stderr
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.parametrize("code, reason, details", [
+    ("print('last words', flush=True); import os; os._exit(3)", "exit status 3", "Its last output:\nlast words"),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGKILL)", "SIGKILL (Killed; out of memory? the kernel's "
+                                                                "OOM killer sends it)", "It wrote no output."),
+    ("import os, signal; os.kill(os.getpid(), signal.SIGSEGV)", "SIGSEGV (Segmentation fault)",
+     "faulthandler dump:\nFatal Python error: Segmentation fault"),
+])
+def test_a_child_that_dies_fails_with_how_it_died(code, reason, details):
+    with pytest.raises(isolate.ChildFailed) as info:
+        isolate.run_in_child("probe", exec, (code,))
+    assert info.value.reason == f"child process died: {reason}"
+    assert "The child process of probe (pid " in info.value.details and details in info.value.details
+    assert not multiprocessing.active_children()
+
+
+@pytest.mark.slow
+def test_isolated_sweep_records_a_child_that_dies_goes_on_and_a_rerun_resumes(tmp_path, monkeypatch):
+    monkeypatch.setenv(isolate.CRASH_ENV, "runs/seed=0:3:end_stage")  # os._exit(3) when its first stage ends
+    plan = plan_sweep(["smoke"], ["train.seed=0,1"], FAST_SETS)
+    out, display = tmp_path / "sw", Recorder()
+    result = run_sweep(plan, out, train_progress=display, isolate=True)
+    status = _status(out)
+    assert (status["seed=0"]["status"], status["seed=0"]["phase"], status["seed=0"]["reason"]) == \
+        ("failed", "train", "child process died: exit status 3")
+    assert "died: exit status 3, without reporting an error" in (out / "runs" / "seed=0" / "error.txt").read_text()
+    assert status["seed=1"]["status"] == "done" and RunDir(out / "runs" / "seed=1").is_finished()
+    assert [r["name"] for r in result.failed] == ["seed=0"]
+    assert "| seed=0 | `train.seed=0` | failed |" in (out / "report.md").read_text()
+    calls = [name for name, _ in display.calls if name in ("start_stage", "update", "end_stage")]
+    assert calls == ["start_stage", "update", "end_stage",  # seed=0 died before its end_stage: the parent's
+                     "start_stage", "update", "end_stage", "start_stage", "update", "end_stage"]  # replayed here
+    assert display.calls[1][1][0] == 1 and "train/len/mean" in display.calls[1][1][1]
+
+    monkeypatch.delenv(isolate.CRASH_ENV)
+    started, real = [], isolate.run_in_child
+    monkeypatch.setattr(sweep_run, "run_in_child", lambda label, *args: started.append(label) or real(label, *args))
+    run_sweep(plan, out, isolate=True)
+    assert started == ["runs/seed=0"]  # a finished run starts no child
+    status = _status(out)
+    assert (status["seed=0"]["status"], status["seed=0"]["train"]) == ("done", "resumed")
+    assert status["seed=1"]["status"] == "skipped" and not (out / "runs" / "seed=0" / "error.txt").exists()
+    assert RunDir(out / "runs" / "seed=0").is_finished() and not multiprocessing.active_children()
+
+
+@pytest.mark.slow
+def test_isolated_sweep_with_evaluation_shows_progress_and_reruns_without_a_child(tmp_path, monkeypatch):
+    out = tmp_path / "sw"
+    args = ["--preset", "smoke", "--grid", "train.seed=0", *FAST, *EVAL, "--out", str(out), "--isolate"]
+    first = _sweep(*args)
+    assert first.exit_code == 0, first.output
+    text = " ".join(first.output.split())
+    assert text.count("mini_bench: ACC 0.0 LEN") == 2  # the evaluation bars of the base and seed=0
+    assert "compress" in text and "explore" in text and "acc 0%" in text  # the live training display
+    run = RunDir(out / "runs" / "seed=0")
+    summary = json.loads((out / "eval" / "seed=0" / "summary.json").read_text())
+    assert summary["adapter"] == str(run.adapter_dir.resolve()) and summary["settings"]["base"] == str(out / "eval" / "base")
+    assert json.loads((out / "sweep.json").read_text())["isolated"] is True
+
+    def no_child(label, *args):
+        raise AssertionError(f"{label} started a child")
+
+    monkeypatch.setattr(sweep_run, "run_in_child", no_child)
+    again = _sweep(*args)  # everything complete: the parent sees it and starts no child
+    assert again.exit_code == 0, again.output
+    record = json.loads((out / "sweep.json").read_text())
+    assert record["base"]["status"] == "skipped" and record["runs"][0]["status"] == "skipped"
+
+
+@pytest.mark.slow
+def test_ctrl_c_stops_the_child_and_the_sweep_and_a_rerun_resumes(tmp_path):
+    class CtrlC(Recorder):
+        def update(self, step, metrics):
+            """Ctrl-C in a terminal reaches the whole foreground process group: the child and this process."""
+            for child in multiprocessing.active_children():
+                os.kill(child.pid, signal.SIGINT)
+            raise KeyboardInterrupt
+
+    plan = plan_sweep(["smoke"], ["train.seed=0"])
+    out = tmp_path / "sw"
+    with pytest.raises(KeyboardInterrupt):
+        run_sweep(plan, out, train_progress=CtrlC(), isolate=True)
+    assert not multiprocessing.active_children()
+    entry = _status(out)["seed=0"]
+    assert (entry["status"], entry["reason"]) == ("pending", "interrupted")
+    assert not RunDir(out / "runs" / "seed=0").is_finished()
+    result = run_sweep(plan, out, isolate=True)
+    assert result.record["runs"][0]["status"] == "done" and RunDir(out / "runs" / "seed=0").is_finished()

@@ -4,6 +4,8 @@ Registered on the main app with ``app.command()(sweep)``. The work is done by
 :mod:`egrc_lite.sweep.plan`; this module parses options and prints (the plan, progress, the report).
 Heavy libraries are imported inside the command. User mistakes print one line and exit with
 status 2; a sweep in which some combination failed exits with status 1 after writing its report.
+With ``--isolate`` (the default when a CUDA GPU is visible) every training and evaluation runs in a
+child process; its progress calls are replayed on the same live display and progress bars here.
 """
 
 from __future__ import annotations
@@ -100,13 +102,31 @@ def _run(opts: dict[str, Any]) -> None:
                                 stages=opts["eval_stages"])
     else:
         console.print("evaluation: none (--eval not given); the report shows training metrics only")
+    isolate = _processes(opts["isolate"])
     if opts["dry_run"]:
         console.print(f"dry run: nothing was run; the sweep would write to {out}")
         return
-    _execute(plan, out, spec)
+    _execute(plan, out, spec, isolate)
 
 
-def _execute(plan: Any, out: Path, spec: Any) -> None:
+def _processes(isolate: bool | None) -> bool:
+    """Resolve ``--isolate/--no-isolate`` (unset: on when a CUDA GPU is visible) and say what it means."""
+    from egrc_lite.cli.ui import console
+    from egrc_lite.sweep.isolate import want_isolation
+
+    isolated = want_isolation(isolate)
+    what = "a child process for each training and each evaluation" if isolated else "everything in this one"
+    flag = "--isolate" if isolated else "--no-isolate"
+    why = "" if isolate is not None else f", the default: {'a' if isolated else 'no'} CUDA GPU is visible"
+    console.print(f"processes: {what} ({flag}{why})", highlight=False)
+    return isolated
+
+
+def _execute(plan: Any, out: Path, spec: Any, isolate: bool) -> None:
+    from egrc_lite.backends import import_training_backend
+
+    for cfg in {c.config.backend: c.config for c in plan.runs}.values():  # unsloth before transformers, TRL, PEFT
+        import_training_backend(cfg)
     from transformers.utils import logging as hf_logging
 
     from rich.markup import escape
@@ -118,7 +138,7 @@ def _execute(plan: Any, out: Path, spec: Any) -> None:
     hf_logging.disable_progress_bar()
     display, bar = LiveTrainingDisplay(console), EvalProgressBar(console)
     try:
-        result = run_sweep(plan, out, spec, train_progress=display, eval_progress=bar,
+        result = run_sweep(plan, out, spec, train_progress=display, eval_progress=bar, isolate=isolate,
                            notify=lambda line: console.print(f"[bold]sweep[/] {escape(line)}", highlight=False))
     finally:
         display.end_stage()
@@ -167,6 +187,11 @@ def sweep(
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep directory (default runs/sweep-PRESET): "
                    "runs/NAME, eval/base, eval/NAME, sweep.json, report.md, accuracy_vs_length.png. Rerunning "
                    "into it skips finished runs and resumes the rest.")] = None,
+    isolate: Annotated[Optional[bool], typer.Option("--isolate/--no-isolate", help="Run each training and each "
+                       "evaluation in a child process of its own, so that all its GPU memory (an in-process vLLM "
+                       "engine's too) is given back when it ends; a crashed child fails its combination only. "
+                       "Default: on when a CUDA GPU is visible (on a CPU a child costs some seconds of "
+                       "start-up).", show_default=False)] = None,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="List the runs and how each resolved config differs "
                        "from the base; run nothing, write nothing.")] = False,
 ) -> None:

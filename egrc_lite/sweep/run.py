@@ -1,7 +1,11 @@
 """Running a planned sweep (:mod:`egrc_lite.sweep.plan` plans it): each combination trained, its adapter
 and the base model evaluated, every step recorded in ``sweep.json``, then the comparison report.
 
-See :mod:`egrc_lite.sweep.plan` for the layout of a sweep directory and the statuses.
+See :mod:`egrc_lite.sweep.plan` for the layout of a sweep directory and the statuses. Each training and
+each evaluation is a job: run in this process, or with ``isolate`` in a child process of its own
+(:mod:`egrc_lite.sweep.isolate`), so that a GPU's memory is given back between jobs. The parent
+decides what is already complete (a finished run, an evaluation with every sample) and starts no
+child for it.
 """
 
 from __future__ import annotations
@@ -20,10 +24,10 @@ from typing import Any
 import yaml
 
 from egrc_lite.config import EVAL_GENERATOR, EgrcConfig, EvalSettings
-from egrc_lite.errors import EgrcError
-from egrc_lite.runs import RunDir, atomic_write_json, atomic_write_text, read_metrics
-from egrc_lite.sweep.plan import (BASE, ERROR_TXT, PLOT_PNG, REPORT_MD, SWEEP_JSON, Combination, SweepError, SweepPlan,
-                             dict_diff)
+from egrc_lite.runs import RunDir, atomic_write_json, atomic_write_text
+from egrc_lite.sweep.isolate import ChildFailed, RunJob, in_process, one_line, run_in_child, want_isolation
+from egrc_lite.sweep.plan import BASE, ERROR_TXT, REPORT_MD, SWEEP_JSON, Combination, SweepError, SweepPlan, dict_diff
+from egrc_lite.sweep.report import write_report
 
 logger = logging.getLogger("egrc_lite.sweep")  # one logger for planning and running a sweep
 
@@ -90,20 +94,33 @@ def _eval_complete(out_dir: Path, spec: SweepEval, settings: Any, adapter: str |
                and entries[b.name].get("n_samples") == settings.n for b in spec.benchmarks)
 
 
+def _adapter_id(adapter: Path | None) -> str | None:
+    return str(adapter.resolve()) if adapter is not None else None
+
+
+def eval_generator(spec: SweepEval, cfg: EgrcConfig, adapter: Path | None, settings: Any) -> Any:
+    """The generator of one evaluation of the sweep (built where the evaluation runs: in its child
+    process with ``isolate``); engine options of a backend belong here."""
+    from egrc_lite.evaluation.evaluate import eval_prompts
+    from egrc_lite.generate import get_generator
+
+    return get_generator(spec.backend, cfg, adapter=adapter, batch_size=settings.batch_size,
+                         prompts=eval_prompts(spec.benchmarks, settings), max_tokens=settings.max_tokens)
+
+
 def evaluate_model(cfg: EgrcConfig, adapter: Path | None, out_dir: Path, spec: SweepEval,
                    base_dir: Path | None, progress: Any = None) -> str:
     """Evaluate the model of ``cfg`` (with ``adapter``) into ``out_dir``: ``"reused"`` or ``"evaluated"``."""
     from egrc_lite.evaluation.evaluate import evaluate
-    from egrc_lite.generate import get_generator
 
     settings = spec.settings_for(cfg)
-    adapter_id = str(adapter.resolve()) if adapter is not None else None
+    adapter_id = _adapter_id(adapter)
     if _eval_complete(out_dir, spec, settings, adapter_id):
         return "reused"
-    generator = get_generator(spec.backend, cfg, adapter=adapter, batch_size=settings.batch_size)
+    generator = eval_generator(spec, cfg, adapter, settings)
     try:
         evaluate(generator, spec.benchmarks, out_dir, settings, model=cfg.model.name_or_path, adapter=adapter_id,
-                 base=base_dir, extra_settings={"dtype": cfg.model.dtype}, progress=progress)
+                 base=base_dir, extra_settings={"dtype": getattr(generator, "dtype", None) or cfg.model.dtype}, progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
         del generator
@@ -115,14 +132,33 @@ def stage_eval_name(run: str, stage: str) -> str:
     return f"{run}@{stage}"
 
 
+def closing_job(run_job: RunJob, label: str, fn: Any, args: tuple[Any, ...], progress: Any, close: str) -> Any:
+    """``run_job(label, fn, args, progress)``; when it fails, ``progress.<close>()`` too (a child that
+    died could not close its live display here)."""
+    try:
+        return run_job(label, fn, args, progress)
+    except BaseException:
+        getattr(progress, close, lambda: None)()
+        raise
+
+
+def run_evaluation(run_job: RunJob, cfg: EgrcConfig, adapter: Path | None, out_dir: Path, spec: SweepEval,
+                   base_dir: Path | None, progress: Any = None) -> str:
+    """:func:`evaluate_model` as a job of ``run_job`` (job ``eval/NAME``), unless ``out_dir`` is complete."""
+    if _eval_complete(out_dir, spec, spec.settings_for(cfg), _adapter_id(adapter)):
+        return "reused"
+    return closing_job(run_job, f"eval/{out_dir.name}", evaluate_model, (cfg, adapter, out_dir, spec, base_dir),
+                       progress, "close")
+
+
 def evaluate_stage_ends(combo: Combination, run_dir: RunDir, out: Path, spec: SweepEval, base_dir: Path | None,
-                        progress: Any = None) -> list[dict[str, Any]]:
+                        progress: Any = None, run_job: RunJob = in_process) -> list[dict[str, Any]]:
     """Evaluate the adapter at the end of every stage but the last (the paper's Table 2 evaluates its
     exploration-first run after exploration too); one record per stage."""
     done = []
     for stage, checkpoint in run_dir.stage_end_checkpoints():
         eval_dir = out / "eval" / stage_eval_name(combo.name, stage)
-        how = evaluate_model(combo.config, checkpoint, eval_dir, spec, base_dir, progress)
+        how = run_evaluation(run_job, combo.config, checkpoint, eval_dir, spec, base_dir, progress)
         done.append({"stage": stage, "checkpoint": str(checkpoint), "eval_dir": str(eval_dir), "eval": how})
     return done
 
@@ -141,15 +177,7 @@ class SweepResult:
         return [r for r in self.record["runs"] if r["status"] == "failed"]
 
 
-def one_line(err: BaseException, limit: int = 300) -> str:
-    """The first line of an error, with its type unless it is a user-facing one."""
-    text = (str(err).strip().splitlines() or [""])[0]
-    if not isinstance(err, EgrcError):
-        text = f"{type(err).__name__}: {text}" if text else type(err).__name__
-    return text if len(text) <= limit else text[:limit - 3] + "..."
-
-
-def _initial_record(plan: SweepPlan, out: Path, spec: SweepEval | None) -> dict[str, Any]:
+def _initial_record(plan: SweepPlan, out: Path, spec: SweepEval | None, isolated: bool) -> dict[str, Any]:
     evaluation = None
     if spec is not None:
         evaluation = {**{k: getattr(spec.settings, k) for k in ("n", "max_tokens", "temperature", "top_p", "seed",
@@ -158,7 +186,7 @@ def _initial_record(plan: SweepPlan, out: Path, spec: SweepEval | None) -> dict[
                       "stages": spec.stages}
     return {
         "presets": list(plan.presets), "sets": list(plan.sets), "grid": {a.key: list(a.values) for a in plan.axes},
-        "eval": evaluation,
+        "eval": evaluation, "isolated": isolated,
         "base": None if spec is None else {"status": "pending", "reason": None, "eval_dir": str(out / "eval" / BASE)},
         "runs": [{"name": c.name, "values": dict(c.assignments), "presets": c.presets, "overrides": c.sets,
                   "status": "pending", "phase": None, "reason": None, "train": None, "eval": None, "seconds": None,
@@ -181,12 +209,20 @@ def _check_saved_config(run_dir: RunDir, cfg: EgrcConfig) -> None:
                          f"{len(diff)} difference(s)); delete it or choose another --out")
 
 
-def train_combination(combo: Combination, run_dir: RunDir, progress: Any = None) -> str:
-    """Train one combination into ``run_dir``: ``"reused"`` (finished), ``"resumed"`` or ``"trained"``."""
+def finished_training(combo: Combination, run_dir: RunDir) -> str | None:
+    """``"reused"`` when ``run_dir`` holds this combination's finished run, else ``None``; a run made with
+    another config raises a :class:`SweepError`."""
     if run_dir.state_path.is_file():
         _check_saved_config(run_dir, combo.config)
         if run_dir.is_finished():
             return "reused"
+    return None
+
+
+def train_combination(combo: Combination, run_dir: RunDir, progress: Any = None) -> str:
+    """Train one combination into ``run_dir``: ``"reused"`` (finished), ``"resumed"`` or ``"trained"``."""
+    if finished_training(combo, run_dir):
+        return "reused"
     resume = run_dir.state_path.is_file()
     from egrc_lite import train
 
@@ -196,7 +232,8 @@ def train_combination(combo: Combination, run_dir: RunDir, progress: Any = None)
 
 def _write_error(run_dir: RunDir, err: BaseException) -> None:
     try:
-        atomic_write_text(run_dir.path / ERROR_TXT, "".join(traceback.format_exception(err)))
+        text = err.details if isinstance(err, ChildFailed) else "".join(traceback.format_exception(err))
+        atomic_write_text(run_dir.path / ERROR_TXT, text)
     except OSError:
         logger.warning("could not write %s", run_dir.path / ERROR_TXT)
 
@@ -209,18 +246,20 @@ def _free_memory() -> None:
 
 
 def _run_one(combo: Combination, entry: dict[str, Any], out: Path, spec: SweepEval | None, base_dir: Path | None,
-             train_progress: Any, eval_progress: Any) -> None:
+             train_progress: Any, eval_progress: Any, run_job: RunJob) -> None:
     run_dir = RunDir(out / "runs" / combo.name)
     t0 = time.perf_counter()
     entry.update(status="running", phase="train", reason=None, train=None, eval=None, stage_evals=[])
     try:
-        entry["train"] = train_combination(combo, run_dir, train_progress)
+        entry["train"] = finished_training(combo, run_dir) or closing_job(
+            run_job, f"runs/{combo.name}", train_combination, (combo, run_dir), train_progress, "end_stage")
         if spec is not None:
             entry["phase"] = "eval"
-            entry["eval"] = evaluate_model(combo.config, run_dir.adapter_dir, out / "eval" / combo.name, spec,
-                                           base_dir, eval_progress)
+            entry["eval"] = run_evaluation(run_job, combo.config, run_dir.adapter_dir, out / "eval" / combo.name,
+                                           spec, base_dir, eval_progress)
             if spec.stages:
-                entry["stage_evals"] = evaluate_stage_ends(combo, run_dir, out, spec, base_dir, eval_progress)
+                entry["stage_evals"] = evaluate_stage_ends(combo, run_dir, out, spec, base_dir, eval_progress,
+                                                           run_job)
     except Exception as err:  # noqa: BLE001 - a failed combination is recorded and the sweep goes on
         entry.update(status="failed", reason=one_line(err), seconds=round(time.perf_counter() - t0, 1))
         _write_error(run_dir, err)
@@ -233,15 +272,20 @@ def _run_one(combo: Combination, entry: dict[str, Any], out: Path, spec: SweepEv
 
 
 def run_sweep(plan: SweepPlan, out: str | Path, spec: SweepEval | None = None, *, train_progress: Any = None,
-              eval_progress: Any = None, notify: Callable[[str], None] | None = None) -> SweepResult:
+              eval_progress: Any = None, notify: Callable[[str], None] | None = None,
+              isolate: bool | None = None) -> SweepResult:
     """Train every combination in turn (then evaluate it), evaluate the base once, write the report.
 
     ``train_progress`` goes to :func:`egrc_lite.train.run_schedule`, ``eval_progress`` to
-    :func:`egrc_lite.evaluation.evaluate.evaluate`; ``notify`` gets one line per step of the sweep.
+    :func:`egrc_lite.evaluation.evaluate.evaluate` (from a child, their calls are replayed here);
+    ``notify`` gets one line per step of the sweep. ``isolate``: each training and evaluation in a
+    child process of its own (``None``: when a CUDA GPU is visible).
     """
     out = Path(out).expanduser()
     notify = notify or logger.info
-    record = _initial_record(plan, out, spec)
+    isolated = want_isolation(isolate)
+    run_job: RunJob = run_in_child if isolated else in_process
+    record = _initial_record(plan, out, spec, isolated)
 
     def save() -> None:
         record["updated"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
@@ -252,7 +296,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, spec: SweepEval | None = None, *
     if spec is not None:
         notify(f"base model {plan.base.model.name_or_path}: evaluating -> {out / 'eval' / BASE}")
         try:
-            done = evaluate_model(plan.base, None, out / "eval" / BASE, spec, None, eval_progress)
+            done = run_evaluation(run_job, plan.base, None, out / "eval" / BASE, spec, None, eval_progress)
             record["base"].update(status="skipped" if done == "reused" else "done")
             base_dir = out / "eval" / BASE
         except Exception as err:  # noqa: BLE001 - the runs can still be trained and evaluated
@@ -263,7 +307,7 @@ def run_sweep(plan: SweepPlan, out: str | Path, spec: SweepEval | None = None, *
     for i, (combo, entry) in enumerate(zip(plan.runs, record["runs"]), 1):
         notify(f"[{i}/{len(plan.runs)}] {combo.name} ({combo.label}) -> {out / 'runs' / combo.name}")
         try:
-            _run_one(combo, entry, out, spec, base_dir, train_progress, eval_progress)
+            _run_one(combo, entry, out, spec, base_dir, train_progress, eval_progress, run_job)
         except BaseException:  # interrupted: leave a readable record, then stop
             entry.update(status="pending", reason="interrupted")
             save()
@@ -276,107 +320,3 @@ def run_sweep(plan: SweepPlan, out: str | Path, spec: SweepEval | None = None, *
     record["plot"] = str(plot) if plot else None
     save()
     return SweepResult(record, out / REPORT_MD, plot, report)
-
-
-# ---------------------------------------------------------------------------------------- report
-
-def training_summary(run_dir: Path, window: int = 4) -> dict[str, Any] | None:
-    """Means over the first and the last ``window`` optimiser steps (at most half the run each) of a run's
-    ``metrics.jsonl``."""
-    rows = read_metrics(run_dir)
-    if not rows:
-        return None
-
-    def mean(part: list[dict[str, Any]], key: str) -> float | None:
-        values = [r[key] for r in part if isinstance(r.get(key), (int, float))]
-        return sum(values) / len(values) if values else None
-
-    k = max(1, min(window, len(rows) // 2))  # first and last do not overlap
-    first, last = rows[:k], rows[-k:]
-    return {"steps": rows[-1]["step"], "len_first": mean(first, "train/len/mean"),
-            "len_last": mean(last, "train/len/mean"), "acc_first": mean(first, "train/acc"),
-            "acc_last": mean(last, "train/acc"), "entropy_last": mean(last, "train/entropy/mean")}
-
-
-def build_comparison(out: Path, record: dict[str, Any]) -> tuple[Any, list[Any]]:
-    """The Table 1 layout for the base and every evaluated combination (its stage ends first, with
-    ``--eval-stages``), and the loaded summaries."""
-    from egrc_lite.evaluation.evaluate import EvalError
-    from egrc_lite.evaluation.report import ModelSummary, build_report, load_model
-
-    def load(path: Any, label: str) -> Any:
-        try:
-            return load_model(path, label=label)
-        except EvalError as err:
-            logger.warning("%s left out of the report: %s", label, err)
-            return None
-
-    ok = ("done", "skipped")
-    base = load(out / "eval" / BASE, BASE) if (record.get("base") or {}).get("status") in ok else None
-    base = base or ModelSummary(f"{BASE} (not evaluated)", {"benchmarks": {}})
-    models = []
-    for entry in record["runs"]:
-        if entry["status"] not in ok or not entry.get("eval_dir"):
-            continue
-        rows = [(e["eval_dir"], f"{entry['name']} (after {e['stage']})") for e in entry.get("stage_evals") or []]
-        for eval_dir, label in [*rows, (entry["eval_dir"], entry["name"])]:
-            m = load(eval_dir, label)
-            if m is not None:
-                models.append(dataclasses.replace(m, run_dir=Path(entry["run_dir"])))
-    return build_report(base, models), [base, *models]
-
-
-def _cell(value: Any, digits: int = 1, pct: bool = False) -> str:
-    if not isinstance(value, (int, float)):
-        return "-"
-    return f"{100 * value:.0f}%" if pct else f"{value:.{digits}f}"
-
-
-def runs_markdown(out: Path, record: dict[str, Any]) -> str:
-    """One row per combination: grid values, status, and training metrics (first / last 4 steps)."""
-    lines = ["| run | grid values | status | steps | train LEN first -> last | train acc first -> last "
-             "| entropy last | note |", "|---|---|---|---:|---:|---:|---:|---|"]
-    for entry in record["runs"]:
-        t = training_summary(Path(entry["run_dir"])) or {}
-        values = ", ".join(f"`{k}={v}`" for k, v in entry["values"].items())
-        note = f"{entry['phase']}: {entry['reason']}" if entry["status"] == "failed" else (entry.get("reason") or "")
-        lines.append(f"| {entry['name']} | {values} | {entry['status']} | {t.get('steps', '-')} | "
-                     f"{_cell(t.get('len_first'), 0)} -> {_cell(t.get('len_last'), 0)} | "
-                     f"{_cell(t.get('acc_first'), pct=True)} -> {_cell(t.get('acc_last'), pct=True)} | "
-                     f"{_cell(t.get('entropy_last'), 3)} | {note.replace('|', '/')} |")
-    return "\n".join(lines) + "\n"
-
-
-def write_report(plan: SweepPlan, out: Path, record: dict[str, Any], spec: SweepEval | None) -> tuple[Any, Path | None]:
-    """Write ``report.md`` (and the accuracy-length plot with evaluation); returns the report and the plot path."""
-    from egrc_lite.evaluation.report import to_markdown
-
-    grid = "; ".join(f"`{a.key}` = {', '.join(a.values)}" for a in plan.axes)
-    parts = [f"# egrc-lite sweep: {' + '.join(plan.presets)}\n",
-             f"Grid: {grid}.  ", f"Overrides: {', '.join(f'`{s}`' for s in plan.sets) or 'none'}.  "]
-    report, plot = None, None
-    if spec is None:
-        parts.append("Evaluation: none (`--eval` not given); training metrics only.\n")
-    else:
-        s = record["eval"]
-        parts.append(f"Evaluation: {', '.join(s['benchmarks'])} (limit {s['limit'] or 'all'}, n {s['n']}, max tokens "
-                     f"{s['max_tokens']}, temperature {s['temperature']}, top-p {s['top_p']}, backend {s['backend']}); "
-                     f"base: {plan.base.model.name_or_path} without adapter"
-                     + ("; rows 'NAME (after STAGE)': the adapter at the end of that stage" if s.get("stages") else "")
-                     + ".\n")
-        report, _ = build_comparison(out, record)
-        if record["base"]["status"] == "failed":
-            parts.append(f"**The base evaluation failed** ({record['base']['reason']}): no L-Acc.\n")
-        parts += ["## Accuracy and length against the base model\n", to_markdown(report)]
-        if report.benchmarks:
-            from egrc_lite.evaluation.plots import plot_acc_vs_len
-
-            plot = plot_acc_vs_len(report, out / PLOT_PNG)
-            parts.append(f"![accuracy vs length]({PLOT_PNG})\n")
-    parts += ["## Runs\n", runs_markdown(out, record)]
-    failed = [e for e in record["runs"] if e["status"] == "failed"]
-    if failed:
-        parts.append(f"{len(failed)} combination(s) failed (traceback in runs/NAME/{ERROR_TXT}); rerun the same "
-                     "command to retry them.\n")
-    atomic_write_text(out / REPORT_MD, "\n".join(parts))
-    return report, plot
