@@ -100,6 +100,27 @@ def unsloth_load_notices(cfg: EgrcConfig, fast: bool, standby: bool) -> list[str
     return notes
 
 
+def gpu_environment() -> dict[str, object]:
+    """What a bug report needs about the GPU side: torch's CUDA build and devices, the NVIDIA driver, the
+    GPU packages present, and the backend ``auto`` picks here (or why it cannot)."""
+    import torch
+
+    cuda = _cuda_available()
+    env: dict[str, object] = {
+        "torch_cuda_build": torch.version.cuda, "cuda_available": cuda,
+        "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if cuda else [],
+        "nvidia_driver": _nvidia_driver(),
+        "gpu_packages": {name: importlib.util.find_spec(module) is not None for name, module in (
+            ("unsloth", "unsloth"), ("vllm", "vllm"), ("bitsandbytes", "bitsandbytes"),
+            ("vllm-bnb-plugin", "vllm_bnb_plugin"))},
+    }
+    try:
+        env["auto_backend"] = "%s (%s)" % resolve_backend("auto")
+    except BackendError as err:
+        env["auto_backend"] = f"none: {err}"
+    return env
+
+
 def _missing_gpu_packages() -> list[str]:
     return [name for name in ("unsloth", "vllm") if importlib.util.find_spec(name) is None]
 

@@ -1,7 +1,7 @@
 """The ``egrc-lite`` command line (Typer); the only part that prints.
 
 Owns: the app and the training and preset commands (``app``), one module per command group
-(``evaluate``: eval and report; ``merge``; ``analyze``; ``sweep``), and terminal output (``ui``: the live
+(``evaluate``: eval and report; ``merge``; ``analyze``; ``sweep``; ``info``: env and benchmarks list), and terminal output (``ui``: the live
 training display, eval progress bars, one-line user errors). Heavy libraries are imported inside
 the commands.
 

@@ -234,6 +234,7 @@ def _register_commands() -> None:
     """Commands that live in their own modules (each imports its heavy libraries inside the command)."""
     from egrc_lite.cli.analyze import analyze
     from egrc_lite.cli.evaluate import eval_command, report
+    from egrc_lite.cli.info import benchmarks_app, env_command
     from egrc_lite.cli.merge import merge
     from egrc_lite.cli.sweep import sweep
 
@@ -242,6 +243,8 @@ def _register_commands() -> None:
     app.command(help=merge.__doc__)(user_errors(merge))
     app.command(help=analyze.__doc__)(user_errors(analyze))
     app.command(help=sweep.__doc__)(sweep)  # has its own user_errors (another interrupt message)
+    app.command("env", help=env_command.__doc__)(user_errors(env_command))
+    app.add_typer(benchmarks_app, name="benchmarks")
 
 
 _register_commands()
