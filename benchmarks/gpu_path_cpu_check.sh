@@ -74,8 +74,11 @@ run_unsloth() {
       --preset "$ROOT/presets/smoke.yaml" --backend unsloth --out "$WORK/unsloth-run")
   "$venv/bin/python" benchmarks/gpu_path_cpu_check.py unsloth-verify "$WORK/unsloth-run"
   phase "merge of the unsloth-trained adapter (GPU versions: transformers 5.17)"
+  # The random tiny model's 3 steps keep no sample, so its adapter is unchanged and merge's logit check
+  # is inconclusive (exit 2 by default): this phase proves the merge code path under the GPU versions;
+  # the check itself is tested in tests/test_merge.py.
   (cd "$WORK" && "$venv/bin/egrc-lite" merge --adapter "$WORK/unsloth-run/adapter" --out "$WORK/unsloth-merged" \
-      --dtype bf16)
+      --dtype bf16 --allow-inconclusive)
 }
 
 run_vllm() {

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -24,6 +25,13 @@ from egrc_lite.errors import EgrcError
 
 if TYPE_CHECKING:  # pragma: no cover
     import datasets
+
+logger = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 1 << 20
+"""JSONL lines longer than this (1 MiB, some 250k tokens: more than any model's context) are skipped with a
+warning while reading, never held whole in memory; a prompt that long could not be generated from anyway."""
+_SKIP_CHUNK = 1 << 16
 
 
 class DataError(EgrcError, ValueError):
@@ -75,18 +83,57 @@ def _read_jsonl(path: Path, cfg: DataConfig) -> list[Problem]:
     if not path.is_file():
         raise DataError(f"data file not found: {path} (set data.source to an existing JSONL file)")
     problems: list[Problem] = []
-    with path.open(encoding="utf-8") as fh:
-        for lineno, line in enumerate(fh, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
-            if not isinstance(row, dict):
-                raise DataError(f"{path}:{lineno}: expected a JSON object per line")
-            problems.append(_row_to_problem(row, cfg, f"{path}:{lineno}", default_id=f"{path.stem}-{lineno}"))
+    skipped: list[int] = []
+    for lineno, line in jsonl_lines(path, skipped):
+        if not line.strip():
+            continue
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise DataError(f"{path}:{lineno}: not valid JSON ({err.msg})") from None
+        if not isinstance(row, dict):
+            raise DataError(f"{path}:{lineno}: expected a JSON object per line")
+        problems.append(_row_to_problem(row, cfg, f"{path}:{lineno}", default_id=f"{path.stem}-{lineno}"))
+    if skipped:
+        shown = ", ".join(map(str, skipped[:5])) + (", ..." if len(skipped) > 5 else "")
+        logger.warning("%s: skipped %d line(s) longer than %d bytes (line %s): no model context holds such a "
+                       "prompt", path, len(skipped), MAX_LINE_BYTES, shown)
     return problems
+
+
+def jsonl_lines(path: Path, skipped: list[int]) -> Iterator[tuple[int, str]]:
+    """``(line number, text)`` of each line of a UTF-8 text file, reading at most :data:`MAX_LINE_BYTES`
+    of a line: longer lines are read past in chunks and their numbers appended to ``skipped``.
+
+    A line that is not UTF-8 is a :class:`DataError` naming the file and line.
+    """
+    with path.open("rb") as fh:
+        lineno = 0
+        while True:
+            raw = fh.readline(MAX_LINE_BYTES + 1)
+            if not raw:
+                return
+            lineno += 1
+            if len(raw) > MAX_LINE_BYTES:
+                _skip_rest_of_line(fh, raw)
+                skipped.append(lineno)
+                continue
+            yield lineno, _decode_line(raw, path, lineno)
+
+
+def _skip_rest_of_line(fh: Any, head: bytes) -> None:
+    """Read ``fh`` up to and including the end of the line that ``head`` began, a chunk at a time."""
+    chunk = head
+    while chunk and not chunk.endswith(b"\n"):
+        chunk = fh.readline(_SKIP_CHUNK)
+
+
+def _decode_line(raw: bytes, path: Path, lineno: int) -> str:
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}:{lineno}: not UTF-8 text (byte 0x{raw[err.start]:02x} at column {err.start + 1}); "
+                        "re-save the file as UTF-8") from None
 
 
 def _row_to_problem(row: dict[str, Any], cfg: DataConfig, where: str, default_id: str) -> Problem:

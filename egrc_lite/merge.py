@@ -151,10 +151,29 @@ def check_adapter_dir(adapter: Path) -> Path:
     if not (adapter / "adapter_config.json").is_file():
         raise MergeError(f"--adapter {adapter}: no adapter_config.json there; point it at a LoRA adapter directory "
                          "(e.g. runs/NAME/adapter)")
+    read_adapter_config(adapter)
     if not any((adapter / f).is_file() for f in ("adapter_model.safetensors", "adapter_model.bin")):
         raise MergeError(f"--adapter {adapter}: adapter_config.json but no adapter_model.safetensors; "
                          "the adapter was not saved completely")
     return adapter.resolve()
+
+
+def read_adapter_config(adapter: Path) -> dict[str, Any]:
+    """The adapter's ``adapter_config.json`` as a dict; a file that is not a JSON object (not UTF-8, not JSON,
+    or a list/string) is a :class:`MergeError` naming it."""
+    path = adapter / "adapter_config.json"
+    try:
+        data = json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError:
+        raise MergeError(f"--adapter {adapter}: {path} is not UTF-8 text; re-save the adapter "
+                         "(it is not a valid PEFT adapter_config.json)") from None
+    except json.JSONDecodeError as err:
+        raise MergeError(f"--adapter {adapter}: {path} is not valid JSON (line {err.lineno}: {err.msg}); "
+                         "re-save the adapter or fix the file") from None
+    if not isinstance(data, dict):
+        raise MergeError(f"--adapter {adapter}: {path} is not a JSON object (found {type(data).__name__}); "
+                         "re-save the adapter or fix the file")
+    return data
 
 
 def _probe_batch(tokenizer: Any, vocab: int) -> list[list[int]]:
@@ -372,9 +391,12 @@ def _resolve_base(adapter: Path, base: str | None, dtype: str) -> tuple[Any, str
     try:
         cfg = validate_config({"model": section})
         trained_cfg = validate_config({"model": trained}) if trained_4bit else None
-        path, source = resolve_model_source(cfg)
-    except (ConfigError, BackendError) as err:
+    except ConfigError as err:
         raise MergeError(str(err)) from None
+    try:
+        path, source = resolve_model_source(cfg)
+    except BackendError as err:
+        raise MergeError(f"could not load the base model: {err}") from None
     return cfg, path, source, trained_cfg
 
 

@@ -19,6 +19,7 @@ explicit command-line flags.
 from __future__ import annotations
 
 import copy
+import logging
 import os
 import re
 from dataclasses import dataclass
@@ -28,6 +29,8 @@ from typing import Any
 import yaml
 
 from egrc_lite.config import ConfigError, EgrcConfig, validate_config
+
+logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "default"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
@@ -53,9 +56,20 @@ class PresetInfo:
         return self.header.splitlines()[0] if self.header else ""
 
 
+def read_preset_text(path: Path) -> str:
+    """The text of a preset file; a file that is not UTF-8 is a :class:`ConfigError` naming the file and line."""
+    raw = path.read_bytes()
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise ConfigError(f"preset {path} line {line} is not UTF-8 text (byte 0x{raw[err.start]:02x}); "
+                          "re-save it as UTF-8 or remove it") from None
+
+
 def _header(path: Path) -> str:
     lines = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in read_preset_text(path).splitlines():
         if not line.startswith("#"):
             break
         lines.append(line.lstrip("#").strip())
@@ -63,12 +77,22 @@ def _header(path: Path) -> str:
 
 
 def list_presets() -> list[PresetInfo]:
-    """Every preset found, searching preset folders recursively (first folder wins a name clash)."""
+    """Every preset found, searching preset folders recursively (first folder wins a name clash).
+
+    A file that cannot be read as UTF-8 text is left out with a warning (asking for it by name is an error).
+    """
     found: dict[str, PresetInfo] = {}
     for folder in preset_dirs():
         for path in sorted(folder.rglob("*.yaml")):
             name = path.relative_to(folder).with_suffix("").as_posix()
-            found.setdefault(name, PresetInfo(name, path, _header(path)))
+            if name in found:
+                continue
+            try:
+                found[name] = PresetInfo(name, path, _header(path))
+            except ConfigError as err:
+                logger.warning("%s (left out of the list)", err)
+            except OSError as err:
+                logger.warning("preset %s cannot be read: %s (left out of the list)", path, err.strerror or err)
     return sorted(found.values(), key=lambda p: p.name)
 
 
@@ -101,7 +125,7 @@ def preset_layers(name_or_path: str, _seen: tuple[str, ...] = ()) -> list[Layer]
     if key in _seen:
         raise ConfigError(f"preset '{name_or_path}' extends itself through a cycle; remove one 'extends'")
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        data = yaml.safe_load(read_preset_text(path)) or {}
     except yaml.YAMLError as err:
         mark = getattr(err, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark else ""

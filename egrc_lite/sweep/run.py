@@ -223,7 +223,7 @@ def train_combination(combo: Combination, run_dir: RunDir, progress: Any = None)
     """Train one combination into ``run_dir``: ``"reused"`` (finished), ``"resumed"`` or ``"trained"``."""
     if finished_training(combo, run_dir):
         return "reused"
-    resume = run_dir.state_path.is_file()
+    resume = run_dir.state_path.is_file() or bool(run_dir.checkpoints())
     from egrc_lite import train
 
     train.run_schedule(combo.config, run_dir, resume=resume, progress=progress)

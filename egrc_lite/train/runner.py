@@ -26,12 +26,12 @@ from typing import Any
 from transformers import TrainerCallback
 
 from egrc_lite.config import ConfigError, EgrcConfig
-from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, read_json, write_config, write_manifest
+from egrc_lite.runs import (CKPT_STATE, JsonlLog, RunDir, atomic_write_json, check_new_run_dir, read_json,
+                            write_config, write_manifest)
 from egrc_lite.train.schedule import ScheduleState, StagePlan, plan_stages
 
 logger = logging.getLogger(__name__)
 
-CKPT_STATE = "egrc_state.json"
 SWITCH_METRIC_KEYS = {"entropy": "train/entropy/mean", "length": "train/len/mean"}
 
 
@@ -161,15 +161,43 @@ def find_resume_point(run_dir: RunDir, plan: list[StagePlan]) -> tuple[ScheduleS
             try:
                 data = read_json(path)
                 sched = ScheduleState.from_dict(data["schedule"])
-            except (OSError, ValueError, KeyError):
+                stage = data.get("stage")
+            except (OSError, ValueError, KeyError, TypeError, AttributeError):
                 continue
-            if data.get("stage") not in names:
+            if stage not in names:
                 continue
             if best is None or sched.global_step > best[0]:
                 best = (sched.global_step, str(ckpt), sched)
     if best is None:
         return ScheduleState(), None
     return best[2], best[1]
+
+
+def describe_resume_point(sched: ScheduleState, checkpoint: str | None, plan: list[StagePlan]) -> str:
+    """One line: the stage, step and checkpoint a resume restarts from.
+
+    >>> plan = plan_stages(EgrcConfig().schedule)
+    >>> describe_resume_point(ScheduleState(), None, plan)
+    'no checkpoint yet: starting over at stage compress, step 1'
+    """
+    stage = sched.current(plan)
+    if checkpoint is None:
+        return f"no checkpoint yet: starting over at stage {stage.name if stage else '?'}, step 1"
+    if stage is None:
+        return f"every stage is done: saving the final adapter from {checkpoint}"
+    where = f"stage {stage.name}, step {sched.stage_step + 1} of {stage.steps} (global step {sched.global_step + 1})"
+    if sched.stage_step == 0:
+        return f"{where}, starting from the adapter of {checkpoint} (the end of the previous stage)"
+    return f"{where}, from {checkpoint}"
+
+
+def resume_line(cfg: EgrcConfig, run_dir: RunDir, stage_filter: list[str] | None = None) -> str:
+    """What ``run_schedule(..., resume=True)`` will do with ``run_dir``, in one line (for the CLI to print)."""
+    plan = select_stages(plan_stages(cfg.schedule), stage_filter)
+    sched, checkpoint = find_resume_point(run_dir, plan)
+    line = f"resuming {run_dir.path}: {describe_resume_point(sched, checkpoint, plan)}"
+    problem = run_dir.state_problem()
+    return line + (f" (state.json {problem}: rebuilt from the checkpoints)" if problem and checkpoint else "")
 
 
 class _Runner:
@@ -252,6 +280,9 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     plan = select_stages(plan_stages(cfg.schedule), stage_filter)
     for stage in plan:
         check_switch_metric(cfg, stage)  # before anything is loaded or written
+    if not resume:
+        check_new_run_dir(run_dir.path)  # every process, before the main one writes (the barrier below)
+    dist.wait_for_everyone()
     problems = load_problems(cfg.data)
     backend = load_backend(cfg)  # on unsloth: imports it (already done by egrc_lite.train.run_schedule)
     logger.info("backend %s (%s)", backend.name, backend.reason)
@@ -308,18 +339,26 @@ def _resume_point(runner: _Runner) -> str | None:
     runner.state, checkpoint = find_resume_point(runner.run_dir, runner.plan)
     runner.last_checkpoint = checkpoint
     keep_to = runner.state.global_step
+    problem = runner.run_dir.state_problem()
+    if problem and problem != "missing":
+        logger.warning("%s is %s; rebuilding it from the checkpoints", runner.run_dir.state_path, problem)
     if runner.is_main:
-        runner.metrics.truncate(lambda row: int(row.get("step", 0)) <= keep_to)
-        runner.samples.truncate(lambda row: int(row.get("step", 0)) <= keep_to)
-    logger.info("resuming at global step %d from %s", keep_to, checkpoint or "the start")
+        runner.metrics.truncate(lambda row: _row_step(row) <= keep_to)
+        runner.samples.truncate(lambda row: _row_step(row) <= keep_to)
+    logger.info("resuming %s: %s", runner.run_dir.path, describe_resume_point(runner.state, checkpoint, runner.plan))
     return checkpoint
 
 
+def _row_step(row: dict[str, Any]) -> float:
+    """A log row's global ``step`` (0 when it has none or not a number)."""
+    step = row.get("step", 0)
+    return step if isinstance(step, (int, float)) and not isinstance(step, bool) else 0
+
+
 def _fresh_start(runner: _Runner) -> None:
-    """A new run: refuse a directory that holds one; clear debris of a run that died before step 1."""
+    """A new run (its folder passed :func:`check_new_run_dir`): clear what egrc-lite left there before a first
+    checkpoint, write the config."""
     run_dir = runner.run_dir
-    if run_dir.state_path.exists():
-        raise ConfigError(f"{run_dir.path} already holds a run (state.json); resume it or choose another dir")
     if runner.is_main:
         run_dir.create()
         shutil.rmtree(run_dir.stages_dir, ignore_errors=True)
