@@ -20,20 +20,11 @@ from egrc_lite.cli.app import app
 from egrc_lite.config import DataConfig
 from egrc_lite.data import MAX_LINE_BYTES, DataError, load_problems
 from egrc_lite.errors import environment_error
+from bad_input import assert_untouched, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 GOOD = {"id": "a", "problem": "What is 1+1?", "answer": "2"}
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _assert_untouched(root: Path, before: dict[str, bytes]) -> None:
-    after = _snapshot(root)
-    for name, data in before.items():
-        assert after.get(name) == data, f"{name} changed or vanished"
 
 
 def _assert_one_line(result, status: int, *words: str) -> str:
@@ -59,7 +50,7 @@ def _bad_utf8_preset(folder: Path) -> Path:
 
 def test_a_non_utf8_preset_is_left_out_of_the_list_with_a_warning(tmp_path):
     bad = _bad_utf8_preset(tmp_path / "presets")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     proc = subprocess.run([sys.executable, str(REPO / "cli.py"), "presets", "list"], capture_output=True, text=True,
                           check=False, cwd=REPO,
                           env={**os.environ, "EGRC_PRESETS_DIR": str(bad.parent), "COLUMNS": "300"})
@@ -67,7 +58,7 @@ def test_a_non_utf8_preset_is_left_out_of_the_list_with_a_warning(tmp_path):
     assert "Traceback" not in proc.stderr and "smoke" in proc.stdout and "latin1" not in proc.stdout
     warnings = [line for line in proc.stderr.splitlines() if str(bad) in line]
     assert len(warnings) == 1 and "UTF-8" in warnings[0] and "left out" in warnings[0], proc.stderr
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 @pytest.mark.parametrize("args", [["presets", "show", "latin1"], ["compress", "--preset", "latin1"],
@@ -75,12 +66,12 @@ def test_a_non_utf8_preset_is_left_out_of_the_list_with_a_warning(tmp_path):
 def test_asking_for_a_non_utf8_preset_is_one_line_naming_the_file(tmp_path, monkeypatch, args):
     bad = _bad_utf8_preset(tmp_path / "presets")
     monkeypatch.setenv("EGRC_PRESETS_DIR", str(bad.parent))
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     args = [str(bad) if a == "PATH" else a for a in args]
     out = ["--out", str(tmp_path / "run")] if args[0] == "compress" else []
     result = runner.invoke(app, [*args, *out])
     _assert_one_line(result, 2, str(bad), "line 1", "not UTF-8", "re-save it as UTF-8")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 def test_an_unknown_preset_still_lists_the_valid_ones_beside_a_non_utf8_file(tmp_path, monkeypatch):
@@ -102,20 +93,20 @@ def _bad_utf8_jsonl(path: Path) -> Path:
 
 def test_a_non_utf8_benchmark_file_is_one_line_naming_file_and_line(tmp_path):
     bad = _bad_utf8_jsonl(tmp_path / "bench.jsonl")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--benchmarks", str(bad),
                                  "--out", str(tmp_path / "eval")])
     _assert_one_line(result, 2, f"{bad}:2", "not UTF-8", "re-save the file as UTF-8")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 def test_a_non_utf8_training_file_is_one_line_naming_file_and_line(tmp_path):
     bad = _bad_utf8_jsonl(tmp_path / "train.jsonl")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--set", f"data.source={bad}",
                                  "--out", str(tmp_path / "run")])
     _assert_one_line(result, 2, f"{bad}:2", "not UTF-8", "re-save the file as UTF-8")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 def _huge_line_file(path: Path, size: int, good_around: bool = True) -> Path:
@@ -154,11 +145,11 @@ def test_a_file_of_only_huge_lines_is_one_line_error_on_the_cli(tmp_path, monkey
 
     monkeypatch.setattr(generate, "get_generator", no_generation)
     path = _huge_line_file(tmp_path / "big.jsonl", 2 * MAX_LINE_BYTES, good_around=False)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--benchmarks", str(path),
                                  "--out", str(tmp_path / "eval")])
     _assert_one_line(result, 2, str(path), "no problems")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
     with pytest.raises(DataError, match="holds no problems"):
         load_problems(DataConfig(source=str(path)))
 
@@ -173,10 +164,10 @@ def test_report_plots_naming_a_file_is_one_line(tmp_path):
     target = tmp_path / "plots.png"
     target.write_bytes(b"not a folder")
     for plots in (target, target / "sub"):
-        before = _snapshot(tmp_path)
+        before = snapshot(tmp_path)
         result = runner.invoke(app, ["report", "--base", str(base), "--plots", str(plots)])
         _assert_one_line(result, 2, f"--plots {plots}", "not a folder", "give a folder")
-        _assert_untouched(tmp_path, before)
+        assert_untouched(tmp_path, before)
 
 
 # -------------------------------------------------------------------------------------------- merge
@@ -191,11 +182,11 @@ def test_merge_with_a_broken_adapter_config_says_so(tmp_path, text, words):
     config = adapter / "adapter_config.json"
     config.write_bytes(text if isinstance(text, bytes) else text.encode())
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["merge", "--adapter", str(adapter), "--out", str(tmp_path / "merged")])
     line = _assert_one_line(result, 2, str(config), *words)
     assert "base_model_name_or_path" not in line and "re-save the adapter" in line
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 # ------------------------------------------------------------------------------------- environment
@@ -214,7 +205,7 @@ def test_environment_errors_exit_1_with_one_line_naming_the_path(tmp_path, monke
 
     out = tmp_path / "run"
     (tmp_path / "notes.txt").write_text("mine\n")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     config = out / "config.yaml"
     real_fdopen = os.fdopen
 
@@ -239,8 +230,8 @@ def test_environment_errors_exit_1_with_one_line_naming_the_path(tmp_path, monke
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(out)])
     words = [w.replace("RUN", str(out)).replace("FILE", str(config)) for w in words]
     _assert_one_line(result, 1, *words)
-    _assert_untouched(tmp_path, before)
-    assert not [name for name in _snapshot(tmp_path) if name.endswith(".tmp")]  # the atomic write's temp file is gone
+    assert_untouched(tmp_path, before)
+    assert not [name for name in snapshot(tmp_path) if name.endswith(".tmp")]  # the atomic write's temp file is gone
 
 
 def test_other_os_errors_are_bugs_and_keep_their_traceback(tmp_path, monkeypatch):

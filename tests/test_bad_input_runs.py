@@ -15,18 +15,9 @@ from typer.testing import CliRunner
 
 from egrc_lite.cli.app import app
 from egrc_lite.runs import JsonlLog, RunDir, RunError
+from bad_input import assert_untouched, snapshot
 
 runner = CliRunner()
-
-
-def _snapshot(root: Path) -> dict[str, bytes]:
-    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
-
-
-def _assert_untouched(root: Path, before: dict[str, bytes]) -> None:
-    after = _snapshot(root)
-    for name, data in before.items():
-        assert after.get(name) == data, f"{name} changed or vanished"
 
 
 def _assert_one_line(result, status: int, *words: str) -> str:
@@ -99,10 +90,10 @@ def _user_folder(root: Path) -> Path:
 
 def test_new_run_refuses_a_folder_that_is_not_a_run(tmp_path, no_training):
     out = _user_folder(tmp_path / "mine")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(out)])
     _assert_one_line(result, 2, str(out), "not empty", "holds no egrc-lite run", "notes.txt", "choose a new or empty")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 @pytest.mark.parametrize("out", [".", ""])
@@ -110,10 +101,10 @@ def test_out_dot_or_empty_is_the_current_folder_and_is_refused(tmp_path, monkeyp
     """``--out .`` and ``--out "$UNSET"`` name the current folder: refused when it holds someone's files."""
     here = _user_folder(tmp_path / "project")
     monkeypatch.chdir(here)
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", out])
     _assert_one_line(result, 2, "the current folder", "unset shell variable", "choose a new or empty")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 def test_new_or_empty_folder_or_pre_checkpoint_leftovers_start_a_run(tmp_path, fake_training):
@@ -132,10 +123,10 @@ def test_new_or_empty_folder_or_pre_checkpoint_leftovers_start_a_run(tmp_path, f
 def test_run_that_lost_its_state_json_is_resumed_never_started_over(finished_run, tmp_path, no_training):
     run = _copy(finished_run, tmp_path)
     (run / "state.json").unlink()
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(run)])
     _assert_one_line(result, 2, str(run), "state.json is missing", "pass --resume")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 def test_library_refuses_to_start_over_a_run_or_someone_elses_folder(finished_run, tmp_path):
@@ -146,24 +137,24 @@ def test_library_refuses_to_start_over_a_run_or_someone_elses_folder(finished_ru
     lost = _copy(finished_run, tmp_path)
     (lost / "state.json").unlink()
     mine = _user_folder(tmp_path / "mine")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     for out, words in ((lost, "pass --resume"), (mine, "holds no egrc-lite run")):
         with pytest.raises(RunError, match=words):
             train.run_schedule(resolve("smoke"), RunDir(out))
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 def test_resume_rebuilds_a_lost_state_json_from_the_checkpoints(finished_run, tmp_path):
     run = _copy(finished_run, tmp_path)
     (run / "state.json").unlink()
     (run / "notes.txt").write_text("mine\n")
-    checkpoints = {k: v for k, v in _snapshot(tmp_path).items() if "/checkpoint-" in k or k.endswith("notes.txt")}
+    checkpoints = {k: v for k, v in snapshot(tmp_path).items() if "/checkpoint-" in k or k.endswith("notes.txt")}
     result = runner.invoke(app, ["compress", "--resume", "--out", str(run)])
     assert result.exit_code == 0, (result.output, result.exception)
     line = " ".join(result.stdout.split())
     assert f"resuming {run}: every stage is done" in line and "1-explore/checkpoint-2" in line, line
     assert RunDir(run).is_finished()
-    _assert_untouched(tmp_path, checkpoints)
+    assert_untouched(tmp_path, checkpoints)
 
 
 # ------------------------------------------- 2 + 3. a broken state.json or log, and the resume line
@@ -224,10 +215,10 @@ def test_jsonl_log_drops_a_tail_torn_inside_a_utf8_character(tmp_path, caplog):
 def test_out_naming_a_file_is_a_user_error(tmp_path, no_training, resume):
     target = tmp_path / "results.csv"
     target.write_text("a,b\n1,2\n")
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(target), *(["--resume"] * resume)])
     _assert_one_line(result, 2, f"{target} is a file", "choose a folder for --out")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)
 
 
 @pytest.mark.parametrize("new", [False, True])
@@ -236,7 +227,7 @@ def test_read_only_out_folder_is_an_environment_error_before_training(tmp_path, 
     folder = tmp_path / "ro"
     folder.mkdir()
     out = folder / "run" if new else folder
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     real_open = os.open
 
     def read_only(path, flags, *args, **kwargs):
@@ -248,8 +239,8 @@ def test_read_only_out_folder_is_an_environment_error_before_training(tmp_path, 
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(out)])
     _assert_one_line(result, 1, str(folder), "Permission denied")
     assert "ro/." not in result.stderr  # the folder, not the probe file
-    _assert_untouched(tmp_path, before)
-    assert _snapshot(tmp_path).keys() == before.keys()
+    assert_untouched(tmp_path, before)
+    assert snapshot(tmp_path).keys() == before.keys()
 
 
 @pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() == 0, reason="root writes into read-only folders")
@@ -268,7 +259,7 @@ def test_read_only_out_folder_for_real(tmp_path, no_training):
 def test_resume_of_a_run_without_config_yaml_says_how_to_restore_it(finished_run, tmp_path, no_training):
     run = _copy(finished_run, tmp_path)
     (run / "config.yaml").unlink()
-    before = _snapshot(tmp_path)
+    before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--resume", "--out", str(run)])
     _assert_one_line(result, 2, f"{run} holds a run but no config.yaml", "presets show", "resume again")
-    _assert_untouched(tmp_path, before)
+    assert_untouched(tmp_path, before)

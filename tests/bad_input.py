@@ -1,0 +1,17 @@
+"""What every bad-input test checks besides the message: no file that existed before was changed or lost."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def snapshot(root: Path) -> dict[str, bytes]:
+    """Every file under ``root`` by relative path, with its bytes."""
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def assert_untouched(root: Path, before: dict[str, bytes]) -> None:
+    """Each file of ``before`` is still under ``root``, byte for byte (new files may appear)."""
+    after = snapshot(root)
+    for name, data in before.items():
+        assert after.get(name) == data, f"{name} changed or vanished"
