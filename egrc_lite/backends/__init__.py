@@ -1,7 +1,7 @@
 """Training backends, and where every model comes from.
 
 Owns: choosing a training backend (``base``: ``hf`` or ``unsloth``, :class:`BackendError`);
-resolving and loading a model source and its tokenizer (``sources``, ``tiny``: used by training,
+resolving and loading a model source and its tokenizer (``sources``, ``gguf``, ``tiny``: used by training,
 generation, merge and analysis alike); and the backends themselves behind one small interface,
 :class:`TrainingBackend` (``hf``: transformers + PEFT on a CPU or GPU; ``unsloth``: Unsloth with
 in-process vLLM on a GPU, whose module imports unsloth and so is imported only on that path).

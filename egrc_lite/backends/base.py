@@ -32,6 +32,12 @@ class BackendError(EgrcError):
     """A backend or model cannot be used here; its message is one line naming the fix."""
 
 
+def first_line(err: BaseException) -> str:
+    """The first line of an exception's message (its type name when empty), for one-line errors."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 def _cuda_available() -> bool:
     try:
         import torch
