@@ -20,22 +20,11 @@ from egrc_lite.cli.app import app
 from egrc_lite.config import DataConfig
 from egrc_lite.data import MAX_LINE_BYTES, DataError, load_problems
 from egrc_lite.errors import environment_error
-from bad_input import assert_untouched, snapshot
+from bad_input import assert_untouched, one_error_line, snapshot
 
 REPO = Path(__file__).resolve().parents[1]
 runner = CliRunner()
 GOOD = {"id": "a", "problem": "What is 1+1?", "answer": "2"}
-
-
-def _assert_one_line(result, status: int, *words: str) -> str:
-    """The CliRunner result failed with ``status`` and exactly one ``error:`` line holding ``words``."""
-    assert result.exit_code == status, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], (word, errors[0])
-    return errors[0]
 
 
 def _bad_utf8_preset(folder: Path) -> Path:
@@ -70,7 +59,7 @@ def test_asking_for_a_non_utf8_preset_is_one_line_naming_the_file(tmp_path, monk
     args = [str(bad) if a == "PATH" else a for a in args]
     out = ["--out", str(tmp_path / "run")] if args[0] == "compress" else []
     result = runner.invoke(app, [*args, *out])
-    _assert_one_line(result, 2, str(bad), "line 1", "not UTF-8", "re-save it as UTF-8")
+    one_error_line(result, 2, str(bad), "line 1", "not UTF-8", "re-save it as UTF-8")
     assert_untouched(tmp_path, before)
 
 
@@ -78,7 +67,7 @@ def test_an_unknown_preset_still_lists_the_valid_ones_beside_a_non_utf8_file(tmp
     bad = _bad_utf8_preset(tmp_path / "presets")
     monkeypatch.setenv("EGRC_PRESETS_DIR", str(bad.parent))
     result = runner.invoke(app, ["compress", "--preset", "nope", "--out", str(tmp_path / "run")])
-    line = _assert_one_line(result, 2, "unknown preset 'nope'", "smoke")
+    line = one_error_line(result, 2, "unknown preset 'nope'", "smoke")
     assert "latin1" not in line
 
 
@@ -96,7 +85,7 @@ def test_a_non_utf8_benchmark_file_is_one_line_naming_file_and_line(tmp_path):
     before = snapshot(tmp_path)
     result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--benchmarks", str(bad),
                                  "--out", str(tmp_path / "eval")])
-    _assert_one_line(result, 2, f"{bad}:2", "not UTF-8", "re-save the file as UTF-8")
+    one_error_line(result, 2, f"{bad}:2", "not UTF-8", "re-save the file as UTF-8")
     assert_untouched(tmp_path, before)
 
 
@@ -105,7 +94,7 @@ def test_a_non_utf8_training_file_is_one_line_naming_file_and_line(tmp_path):
     before = snapshot(tmp_path)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--set", f"data.source={bad}",
                                  "--out", str(tmp_path / "run")])
-    _assert_one_line(result, 2, f"{bad}:2", "not UTF-8", "re-save the file as UTF-8")
+    one_error_line(result, 2, f"{bad}:2", "not UTF-8", "re-save the file as UTF-8")
     assert_untouched(tmp_path, before)
 
 
@@ -148,7 +137,7 @@ def test_a_file_of_only_huge_lines_is_one_line_error_on_the_cli(tmp_path, monkey
     before = snapshot(tmp_path)
     result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--benchmarks", str(path),
                                  "--out", str(tmp_path / "eval")])
-    _assert_one_line(result, 2, str(path), "no problems")
+    one_error_line(result, 2, str(path), "no problems")
     assert_untouched(tmp_path, before)
     with pytest.raises(DataError, match="holds no problems"):
         load_problems(DataConfig(source=str(path)))
@@ -166,7 +155,7 @@ def test_report_plots_naming_a_file_is_one_line(tmp_path):
     for plots in (target, target / "sub"):
         before = snapshot(tmp_path)
         result = runner.invoke(app, ["report", "--base", str(base), "--plots", str(plots)])
-        _assert_one_line(result, 2, f"--plots {plots}", "not a folder", "give a folder")
+        one_error_line(result, 2, f"--plots {plots}", "not a folder", "give a folder")
         assert_untouched(tmp_path, before)
 
 
@@ -184,7 +173,7 @@ def test_merge_with_a_broken_adapter_config_says_so(tmp_path, text, words):
     (adapter / "adapter_model.safetensors").write_bytes(b"weights")
     before = snapshot(tmp_path)
     result = runner.invoke(app, ["merge", "--adapter", str(adapter), "--out", str(tmp_path / "merged")])
-    line = _assert_one_line(result, 2, str(config), *words)
+    line = one_error_line(result, 2, str(config), *words)
     assert "base_model_name_or_path" not in line and "re-save the adapter" in line
     assert_untouched(tmp_path, before)
 
@@ -229,7 +218,7 @@ def test_environment_errors_exit_1_with_one_line_naming_the_path(tmp_path, monke
     monkeypatch.setattr(train, "run_schedule", fake_run_schedule)
     result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(out)])
     words = [w.replace("RUN", str(out)).replace("FILE", str(config)) for w in words]
-    _assert_one_line(result, 1, *words)
+    one_error_line(result, 1, *words)
     assert_untouched(tmp_path, before)
     assert not [name for name in snapshot(tmp_path) if name.endswith(".tmp")]  # the atomic write's temp file is gone
 

@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from egrc_lite.cli.app import app
+from bad_input import one_error_line
 
 REPO = Path(__file__).resolve().parents[1]
 MINI = REPO / "tests" / "assets" / "mini_bench.jsonl"
@@ -58,13 +59,7 @@ def _compress(model: str, out: Path):
 def _assert_one_line(result, *words: str) -> str:
     """Exit 2 with exactly one ``error:`` line on stderr holding ``words``; nothing was loaded."""
     assert not isinstance(result.exception, LoadedWeights), f"a model or tokenizer was loaded: {result.exception}"
-    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
-    assert "Traceback" not in result.output
-    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1 and len(result.stderr.strip().splitlines()) == 1, result.stderr
-    for word in words:
-        assert word in errors[0], (word, errors[0])
-    return errors[0]
+    return one_error_line(result, 2, *words)
 
 
 # ------------------------------------------------------------------------------------------ local paths
