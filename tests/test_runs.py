@@ -1,7 +1,10 @@
 import json
+import os
+
+import pytest
 
 from egrc_lite.config import EgrcConfig
-from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, write_config, write_manifest
+from egrc_lite.runs import JsonlLog, RunDir, atomic_write_json, current_umask, respect_umask, write_config, write_manifest
 
 
 def test_atomic_write_replaces_whole_file_and_leaves_no_temp(tmp_path):
@@ -56,3 +59,20 @@ def test_read_metrics_is_the_one_reader_of_a_run(tmp_path):
     assert rows[0]["train/truncated_rate"] == 0.5 and "train/clip_rate" not in rows[0]
     assert rows[1]["train/len/mean"] == 7
     assert read_metrics(metrics_file(run)) == rows
+
+
+@pytest.mark.parametrize("mask, file_mode, dir_mode", [(0o022, 0o644, 0o755), (0o002, 0o664, 0o775), (0o077, 0o600, 0o700)])
+def test_written_files_follow_the_umask(tmp_path, mask, file_mode, dir_mode):
+    (tmp_path / "saved").mkdir(mode=0o700)  # as tempfile.mkdtemp makes it
+    (tmp_path / "saved" / "w.safetensors").write_bytes(b"x")
+    os.chmod(tmp_path / "saved" / "w.safetensors", 0o600)  # as safetensors writes it
+    old = os.umask(mask)
+    try:
+        assert current_umask() == mask
+        atomic_write_json(tmp_path / "summary.json", {"a": 1})
+        respect_umask(tmp_path / "saved")
+    finally:
+        os.umask(old)
+    assert (tmp_path / "summary.json").stat().st_mode & 0o777 == file_mode
+    assert (tmp_path / "saved").stat().st_mode & 0o777 == dir_mode
+    assert (tmp_path / "saved" / "w.safetensors").stat().st_mode & 0o777 == file_mode

@@ -315,8 +315,15 @@ def test_smoke_two_stages_end_to_end(tmp_path):
         def end_stage(self):
             calls.append(("end",))
 
-    result = train.run_schedule(tiny_cfg(), run_dir, progress=Progress())
+    old_mask = os.umask(0o022)
+    try:
+        result = train.run_schedule(tiny_cfg(), run_dir, progress=Progress())
+    finally:
+        os.umask(old_mask)
     assert result["steps"] == 5
+    # every file and folder readable by other accounts, as the umask allows (safetensors/mkstemp make 0600)
+    modes = {str(p.relative_to(run_dir.path)): oct(p.stat().st_mode & 0o777) for p in run_dir.path.rglob("*")}
+    assert {m for m in modes.values()} == {"0o644", "0o755"}, modes
     assert [(s["name"], s["steps"], s["reason"]) for s in result["stages"]] == [
         ("compress", 3, "steps"), ("explore", 2, "steps")]
     rows = run_dir.metrics.rows()

@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from egrc_lite.config import TinyModelConfig
+from egrc_lite.runs import respect_umask
 
 logger = logging.getLogger(__name__)
 
@@ -173,6 +174,7 @@ def publish_checkpoint(target: Path, build: Callable[[], tuple[Any, Any]]) -> Pa
         model, tokenizer = build()
         model.save_pretrained(tmp)
         tokenizer.save_pretrained(tmp)
+        respect_umask(tmp)  # mkdtemp is 0700, safetensors 0600
         try:
             os.rename(tmp, target)
         except OSError:

@@ -27,7 +27,7 @@ from transformers import TrainerCallback
 
 from egrc_lite.config import ConfigError, EgrcConfig
 from egrc_lite.runs import (CKPT_STATE, JsonlLog, RunDir, atomic_write_json, check_new_run_dir, read_json,
-                            write_config, write_manifest)
+                            respect_umask, write_config, write_manifest)
 from egrc_lite.train.schedule import ScheduleState, StagePlan, plan_stages
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,7 @@ class StageCallback(TrainerCallback):
             atomic_write_json(ckpt / CKPT_STATE, {"schedule": self.runner.state.to_dict(),
                                                   "stage": self.stage.name, "stage_index": self.stage.index,
                                                   "trainer_step": state.global_step})
+            respect_umask(ckpt)  # safetensors writes 0600
             self.runner.last_checkpoint = str(ckpt)
             self.runner.write_run_state()
 
@@ -240,6 +241,7 @@ def save_adapter(model: Any, tokenizer: Any, target: Path) -> None:
     shutil.rmtree(tmp, ignore_errors=True)
     model.save_pretrained(str(tmp))
     tokenizer.save_pretrained(str(tmp))
+    respect_umask(tmp)  # safetensors writes 0600: an adapter another account (a vLLM server) cannot read
     old = target.with_name(f".{target.name}.old")
     shutil.rmtree(old, ignore_errors=True)
     if target.exists():
