@@ -65,6 +65,15 @@ def test_overrides_parse_yaml_values_and_reject_malformed_ones():
             apply_override({}, bad)
     with pytest.raises(ConfigError, match="not an index"):
         resolve("smoke", ["schedule.stages.7.steps=1"])
+    with pytest.raises(ConfigError, match="'-3' is not an index of a list of 2 items"):
+        resolve("smoke", ["schedule.stages.-3.steps=1"])
+
+
+def test_list_items_by_negative_index_or_stage_name():
+    """Documented in --set's help and the README: ``-1`` is the last item, a stage can be named by its mode."""
+    cfg = resolve("smoke", ["schedule.stages.-1.steps=7", "schedule.stages.compress.length_clip=11"])
+    assert [s.mode for s in cfg.schedule.stages] == ["compress", "explore"]
+    assert cfg.schedule.stages[1].steps == 7 and cfg.schedule.stages[0].length_clip == 11
     with pytest.raises(ConfigError, match="unknown config key 'train.nope'"):
         resolve("smoke", ["train.nope=1"])
 

@@ -29,7 +29,9 @@ app.add_typer(presets_app, name="presets")
 
 SetOpt = Annotated[
     Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable; applied in order)."),
+    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable; applied in order). "
+                 "List items by index from 0 (-1: the last) or a stage by its name or mode: "
+                 "schedule.stages.compress.steps=5."),
 ]
 PresetOpt = Annotated[
     Optional[list[str]],
