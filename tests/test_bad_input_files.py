@@ -143,6 +143,24 @@ def test_a_file_of_only_huge_lines_is_one_line_error_on_the_cli(tmp_path, monkey
         load_problems(DataConfig(source=str(path)))
 
 
+def test_a_prompt_longer_than_the_context_is_one_line_before_generation(tmp_path, monkeypatch):
+    from egrc_lite.generate.hf import HFGenerator
+
+    generated = []
+    monkeypatch.setattr(HFGenerator, "_generate_batch", lambda self, batch, *a: generated.append(batch) or [])
+    path = tmp_path / "long.jsonl"
+    rows = [{"id": "short", "problem": "What is 2 + 3?", "answer": "5"},
+            {"id": "long", "problem": "Add these: " + " + ".join(["7"] * 3000), "answer": "21000"}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    before = snapshot(tmp_path)
+    result = runner.invoke(app, ["eval", "--model", "builtin:tiny", "--benchmarks", str(path), "--n", "1",
+                                 "--out", str(tmp_path / "eval")])
+    one_error_line(result, 2, "1 prompt does not fit the model's context of 1024 tokens", "'Add these: 7 + 7",
+                   "longer context")
+    assert generated == []  # nothing allocated for any prompt
+    assert_untouched(tmp_path, before)
+
+
 # ------------------------------------------------------------------------------------------- report
 
 

@@ -105,6 +105,29 @@ def encode_prompt(tokenizer: Any, messages: Messages) -> list[int]:
     return tokenizer(text, add_special_tokens=False)["input_ids"]
 
 
+def check_prompts_fit(prompts: Sequence[Messages], encoded: Sequence[Sequence[int]], positions: int | None,
+                      what: str = "model's context") -> None:
+    """Raise :class:`GenerationError` when a prompt leaves no room for a response in ``positions`` tokens,
+    before anything is allocated for it (a longer prompt would be generated with a 1-token budget).
+
+    >>> check_prompts_fit([[{"role": "user", "content": "a very long problem"}]], [[1] * 8], 8)
+    Traceback (most recent call last):
+    ...
+    egrc_lite.generate.base.GenerationError: 1 prompt does not fit the model's context of 8 tokens with room for a response (the longest has 8 tokens, e.g. 'a very long problem'); drop such problems (e.g. from the JSONL) or use a model with a longer context
+    """
+    if not positions:
+        return
+    over = [i for i, ids in enumerate(encoded) if len(ids) >= positions]
+    if over:
+        longest = max(over, key=lambda i: len(encoded[i]))
+        content = prompts[longest][-1]["content"] if prompts[longest] else ""
+        head = content[:60] + ("..." if len(content) > 60 else "")
+        raise GenerationError(
+            f"{len(over)} prompt{'s do' if len(over) > 1 else ' does'} not fit the {what} of {positions} tokens "
+            f"with room for a response (the longest has {len(encoded[longest])} tokens, e.g. {head!r}); drop such "
+            "problems (e.g. from the JSONL) or use a model with a longer context")
+
+
 def think_close_ids(tokenizer: Any) -> list[int]:
     """The token ids of ``</think>`` when the tokenizer round-trips it, else ``[]`` (no think part)."""
     close = tokenizer.encode(THINK_CLOSE, add_special_tokens=False)

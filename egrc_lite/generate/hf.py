@@ -9,7 +9,8 @@ from typing import TYPE_CHECKING, Any
 
 from egrc_lite.config import GENERATION_BATCH
 from egrc_lite.generate.base import (
-    GenerationError, Messages, Sample, encode_prompt, load_model_tokenizer, think_close_ids, think_token_count,
+    GenerationError, Messages, Sample, check_prompts_fit, encode_prompt, load_model_tokenizer, think_close_ids,
+    think_token_count,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -64,6 +65,7 @@ class HFGenerator:
     def generate(self, prompts: Sequence[Messages], *, n: int, max_tokens: int, temperature: float,
                  top_p: float, seed: int) -> list[list[Sample]]:
         encoded = [self.encode_prompt(p) for p in prompts]
+        check_prompts_fit(prompts, encoded, self.max_positions)
         jobs = sorted(((i, s) for i in range(len(prompts)) for s in range(n)), key=lambda j: len(encoded[j[0]]))
         out: list[list[Sample | None]] = [[None] * n for _ in prompts]
         for start in range(0, len(jobs), self.batch_size):

@@ -34,7 +34,8 @@ from typing import TYPE_CHECKING, Any
 from egrc_lite.config import GENERATION_BATCH
 from egrc_lite.backends import GPU_EXTRA
 from egrc_lite.generate.base import (
-    GenerationError, Messages, Sample, encode_prompt, load_model_tokenizer, think_close_ids, think_token_count,
+    GenerationError, Messages, Sample, check_prompts_fit, encode_prompt, load_model_tokenizer, think_close_ids,
+    think_token_count,
 )
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -137,6 +138,7 @@ class VLLMGenerator:
         from vllm.inputs import TokensPrompt
 
         encoded = [self.encode_prompt(p) for p in prompts]
+        check_prompts_fit(prompts, encoded, self.max_model_len, "engine's max_model_len")
         params = [SamplingParams(n=n, max_tokens=self._budget(len(ids), max_tokens),
                                  temperature=max(temperature, 0.0), top_p=top_p if temperature > 0 else 1.0,
                                  seed=seed + i, stop_token_ids=sorted(self.stop_ids), skip_special_tokens=True)
