@@ -102,6 +102,28 @@ def test_a_config_json_without_model_type(no_loading):
     _assert_one_line(_eval(str(folder), no_loading / "eval"), "has no model_type", "download")
 
 
+def test_a_config_json_without_weights(no_loading):
+    folder = no_loading / "config-only"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    (folder / "training_args.bin").write_bytes(b"not weights")
+    _assert_one_line(_eval(str(folder), no_loading / "eval"), "has a config.json but no weights", "incomplete")
+    _assert_one_line(_compress(str(folder), no_loading / "run"), "no weights")
+
+
+def test_a_sharded_checkpoint_missing_a_shard(no_loading):
+    folder = no_loading / "sharded"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
+    shards = {"a.weight": "model-00001-of-00002.safetensors", "b.weight": "model-00002-of-00002.safetensors"}
+    (folder / "model.safetensors.index.json").write_text(json.dumps({"weight_map": shards}))
+    (folder / "model-00001-of-00002.safetensors").write_bytes(b"")
+    _assert_one_line(_eval(str(folder), no_loading / "eval"), "missing 1 weight shard",
+                     "model-00002-of-00002.safetensors", "incomplete")
+    (folder / "model.safetensors.index.json").write_text("[1, 2")
+    _assert_one_line(_eval(str(folder), no_loading / "eval"), "not a valid weight index", "download")
+
+
 def test_a_damaged_tokenizer_json(tmp_path, monkeypatch):
     """The config is fine but tokenizer.json is not JSON: one line from the tokenizer loader, no weights loaded."""
     import transformers
@@ -115,6 +137,7 @@ def test_a_damaged_tokenizer_json(tmp_path, monkeypatch):
     (folder / "config.json").write_text(json.dumps({"model_type": "qwen2"}))
     (folder / "tokenizer_config.json").write_text(json.dumps({"tokenizer_class": "PreTrainedTokenizerFast"}))
     (folder / "tokenizer.json").write_text("{bad")
+    (folder / "model.safetensors").write_bytes(b"")  # never read: the tokenizer fails first
     _assert_one_line(_eval(str(folder), tmp_path / "eval"), "could not load the tokenizer", "damaged",
                      "model.tokenizer")
     _assert_one_line(_compress(str(folder), tmp_path / "run"), "could not load the tokenizer")

@@ -82,6 +82,32 @@ def check_local_checkpoint(path: Path, name: str) -> None:
     if not isinstance(data, dict) or not (data.get("model_type") or data.get("auto_map")):
         raise BackendError(f"{config} has no model_type, so transformers cannot tell the architecture: it is not "
                            "a transformers model config; copy/download the checkpoint again or add model_type")
+    check_local_weights(path, name)
+
+
+WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin", "tf_model.h5", "flax_model.msgpack", "model.ckpt.index")
+"""The single-file weights ``from_pretrained`` loads; a sharded checkpoint has ``<one of them>.index.json``."""
+
+
+def check_local_weights(path: Path, name: str) -> None:
+    """A one-line :class:`BackendError` unless the checkpoint folder ``path`` holds weights transformers loads:
+    one of :data:`WEIGHT_FILES`, or an index whose every shard is there."""
+    if any((path / f).is_file() for f in WEIGHT_FILES):
+        return
+    for index in sorted(path.glob("*.index.json")):
+        try:
+            weight_map = json.loads(index.read_text(encoding="utf-8")).get("weight_map")
+        except (json.JSONDecodeError, UnicodeDecodeError, AttributeError) as err:
+            raise BackendError(f"{index} is not a valid weight index ({first_line(err)}): the checkpoint is "
+                               "damaged; copy/download it again") from None
+        if isinstance(weight_map, dict):
+            missing = sorted({str(s) for s in weight_map.values()} - {p.name for p in path.iterdir()})
+            if missing:
+                raise BackendError(f"'{name}' is missing {len(missing)} weight shard(s) its {index.name} lists (e.g. "
+                                   f"{missing[0]}): the copy/download is incomplete; finish it")
+            return
+    raise BackendError(f"'{name}' has a config.json but no weights ({', '.join(WEIGHT_FILES[:2])} or a sharded "
+                       "index): the copy/download is incomplete, or pass the folder that holds the weights")
 
 
 def hub_offline() -> bool:
