@@ -52,8 +52,14 @@ class PresetInfo:
 
     @property
     def summary(self) -> str:
-        """The header's first line, e.g. ``CPU demo: SmolLM2-135M ...``."""
-        return self.header.splitlines()[0] if self.header else ""
+        """The header's first sentence, e.g. ``Baseline (paper section 4.3): the entropy-entangled run.``
+
+        >>> PresetInfo("x", Path("x.yaml"), "Ablation: clip\\nL = 2048. Hardware: one GPU.\\nRun: ...").summary
+        'Ablation: clip L = 2048.'
+        """
+        text = " ".join(self.header.split())
+        end = text.find(". ")
+        return text if end < 0 else text[:end + 1]
 
 
 def read_preset_text(path: Path) -> str:

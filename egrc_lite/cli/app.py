@@ -14,10 +14,12 @@ from typing import Annotated, Any, Optional
 import typer
 
 from egrc_lite import __version__
+from egrc_lite.cli.help import WordsGroup
 from egrc_lite.cli.ui import user_errors
 
 app = typer.Typer(
     name="egrc-lite",
+    cls=WordsGroup,
     help="Entropy-Guided Reasoning Compression: make reasoning models think shorter without thinking worse.",
     no_args_is_help=True,
     add_completion=False,
@@ -78,12 +80,15 @@ def presets_list() -> None:
     """List the presets with the first line of each header."""
     from rich.table import Table
 
-    from egrc_lite.presets import list_presets
+    from egrc_lite.presets import list_presets, preset_dirs
     from egrc_lite.cli.ui import console
 
-    table = Table("preset", "what it is", "file", title="egrc-lite presets")
+    table = Table(title="egrc-lite presets", caption="from " + ", then ".join(str(d) for d in preset_dirs())
+                  + "; `egrc-lite presets show NAME` prints one", caption_justify="left")
+    table.add_column("preset", no_wrap=True, style="bold")
+    table.add_column("what it is (the first sentence of its header)")
     for info in list_presets():
-        table.add_row(info.name, info.summary, str(info.path))
+        table.add_row(info.name, info.summary)
     console.print(table)
 
 
