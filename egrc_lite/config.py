@@ -15,10 +15,11 @@ explicit command-line flags such as ``--model`` or ``--backend``.
 
 from __future__ import annotations
 
+import importlib.util
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from egrc_lite.errors import EgrcError
 
@@ -39,6 +40,15 @@ DEFAULT_CONNECTORS = [
     "then", "maybe", "perhaps", "actually", "also", "now", "first", "next", "finally",
     "let", "since", "because", "check", "verify", "again", "another", "instead",
 ]
+
+
+LOGGER_PACKAGES: dict[str, tuple[str, ...]] = {
+    "tensorboard": ("tensorboard", "tensorboardX"),  # transformers' TensorBoardCallback takes either
+    "wandb": ("wandb",),
+    "trackio": ("trackio",),
+}
+"""The loggers ``train.report_to`` may name, each with the modules that provide it (any one suffices)."""
+LOGGERS_INSTALL = "pip install 'egrc-lite[loggers]'"
 
 
 class ConfigError(EgrcError, ValueError):
@@ -195,6 +205,50 @@ class TrainConfig(_Strict):
     save_total_limit: int = Field(2, ge=1)
     sample_every: int = Field(5, ge=1, description="write sampled completions every N steps")
     num_samples_logged: int = Field(4, ge=0)
+    merge_lora_for_generation: bool = Field(
+        True, description="sample rollouts from merged LoRA weights (W + BA) where that is exact: float32, "
+        "LoRA dropout 0, hf backend, not 4-bit; faster, one extra copy of the targeted weights while generating")
+    report_to: str | list[str] = Field(
+        "none", description="TRL's loggers: tensorboard, wandb, trackio or none, or a list of several "
+        "(tensorboard writes to <run>/logs/<i>-<stage>); needs " + LOGGERS_INSTALL)
+
+    @field_validator("report_to", mode="before")
+    @classmethod
+    def _check_report_to(cls, value: Any) -> str | list[str]:
+        """A known logger, ``none``, or a list of loggers (``a,b`` as one string too); unknown names refused."""
+        if value is None:
+            return "none"
+        names = [n.strip() for n in value.split(",")] if isinstance(value, str) else value
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise ValueError("train.report_to must be a logger name or a list of them")
+        valid = [*LOGGER_PACKAGES, "none"]
+        for name in names:
+            if name not in valid:
+                raise ValueError(f"unknown logger {name!r}; valid loggers: {', '.join(valid)}")
+        chosen = list(dict.fromkeys(n for n in names if n != "none"))
+        if not chosen:
+            return "none"
+        return chosen[0] if len(chosen) == 1 and isinstance(value, str) else chosen
+
+    @property
+    def loggers(self) -> list[str]:
+        """The loggers of ``report_to`` as a list, ``[]`` for none.
+
+        >>> TrainConfig(report_to="tensorboard,wandb").loggers, TrainConfig().loggers
+        (['tensorboard', 'wandb'], [])
+        """
+        return [] if self.report_to == "none" else [self.report_to] if isinstance(self.report_to, str) \
+            else list(self.report_to)
+
+
+def check_loggers_installed(train: TrainConfig) -> None:
+    """Raise a one-line ConfigError when a logger of ``train.report_to`` lacks its package (before any loading)."""
+    missing = [name for name in train.loggers
+               if not any(importlib.util.find_spec(module) is not None for module in LOGGER_PACKAGES[name])]
+    if missing:
+        raise ConfigError(f"train.report_to={','.join(train.loggers)}: {', '.join(missing)} "
+                          f"{'is' if len(missing) == 1 else 'are'} not installed; {LOGGERS_INSTALL} "
+                          "(or set train.report_to=none)")
 
 
 class UnslothConfig(_Strict):

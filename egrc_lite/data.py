@@ -4,6 +4,10 @@ A problem is an ``id``, a ``problem`` text and a gold ``answer`` string. Prompts
 method.md s6: the model's chat template, the user turn is the problem followed by
 ``prompt_suffix``; generation starts after the template's assistant prefix.
 
+The built-in generator (``builtin:arithmetic``) words each one-step problem in one of
+:data:`TRAIN_WORDINGS` (5 per operation) with :data:`TRAIN_NAMES` and :data:`TRAIN_ITEMS`; the
+``arithmetic-wording`` benchmark (``evaluation.tasks``) uses wordings, names and items it never does.
+
 >>> probs = arithmetic_problems(3, seed=0)
 >>> len(probs), all(p.answer.lstrip("-").isdigit() for p in probs)
 (3, True)
@@ -45,35 +49,93 @@ class Problem:
     answer: str
 
 
-_NAMES = ["Ava", "Ben", "Chloe", "Dan", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack", "Lena", "Max"]
-_ITEMS = ["apples", "marbles", "stickers", "books", "pencils", "cookies", "stamps", "shells", "cards"]
+@dataclass(frozen=True)
+class Wording:
+    """One way to word a one-step problem: ``op`` (``add``, ``sub`` or ``mul``) and a ``text`` with the
+    fields ``{name}``, ``{other}`` (two different people), ``{item}`` (a plural noun), ``{a}`` and ``{b}``.
+
+    The answer is ``a + b``, ``a - b`` or ``a * b``; the text may name ``b`` before ``a``.
+    """
+
+    op: str
+    text: str
 
 
-def _arithmetic_problem(rng: random.Random, index: int) -> Problem:
-    """One easy word problem (add, subtract or multiply numbers up to 40) with its answer."""
-    name, other = rng.sample(_NAMES, 2)
-    item = rng.choice(_ITEMS)
-    kind = rng.choice(["add", "sub", "mul"])
-    if kind == "add":
-        a, b = rng.randint(2, 40), rng.randint(2, 40)
-        text = f"{name} has {a} {item}. {other} gives {name} {b} more {item}. How many {item} does {name} have now?"
-        answer = a + b
-    elif kind == "sub":
-        a = rng.randint(10, 40)
-        b = rng.randint(1, a - 1)
-        text = f"{name} has {a} {item} and gives {b} of them to {other}. How many {item} does {name} have left?"
-        answer = a - b
-    else:
-        a, b = rng.randint(2, 12), rng.randint(2, 9)
-        text = f"{name} has {a} boxes with {b} {item} in each box. How many {item} does {name} have in total?"
-        answer = a * b
-    return Problem(id=f"arith-{index}", problem=text, answer=str(answer))
+def _draw_add(rng: random.Random) -> tuple[int, int]:
+    return rng.randint(2, 40), rng.randint(2, 40)
+
+
+def _draw_sub(rng: random.Random) -> tuple[int, int]:
+    a = rng.randint(10, 40)
+    return a, rng.randint(1, a - 1)
+
+
+def _draw_mul(rng: random.Random) -> tuple[int, int]:
+    return rng.randint(2, 12), rng.randint(2, 9)
+
+
+OPERATIONS: dict[str, tuple[Callable[[random.Random], tuple[int, int]], Callable[[int, int], int]]] = {
+    "add": (_draw_add, lambda a, b: a + b),
+    "sub": (_draw_sub, lambda a, b: a - b),
+    "mul": (_draw_mul, lambda a, b: a * b),
+}
+"""Each operation's operands (add: 2-40 and 2-40; sub: 10-40 minus 1 to one less; mul: 2-12 times 2-9) and answer."""
+
+TRAIN_NAMES = ["Ava", "Ben", "Chloe", "Dan", "Emma", "Finn", "Grace", "Hugo", "Iris", "Jack", "Lena", "Max",
+               "Nina", "Omar", "Priya", "Quinn", "Rosa", "Sam", "Tara", "Victor"]
+TRAIN_ITEMS = ["apples", "marbles", "stickers", "books", "pencils", "cookies", "stamps", "shells", "cards",
+               "oranges", "crayons", "buttons", "coins", "beads"]
+TRAIN_WORDINGS = [
+    Wording("add", "{name} has {a} {item}. {other} gives {name} {b} more {item}. "
+                   "How many {item} does {name} have now?"),
+    Wording("add", "{name} collected {a} {item} on Monday and {b} {item} on Tuesday. "
+                   "How many {item} did {name} collect in all?"),
+    Wording("add", "There are {a} {item} in a basket. {name} puts {b} more {item} in the basket. "
+                   "How many {item} are in the basket now?"),
+    Wording("add", "{name} has {a} {item} and {other} has {b} {item}. How many {item} do they have together?"),
+    Wording("add", "{name} bought {a} {item} in the morning and {b} {item} in the afternoon. "
+                   "How many {item} did {name} buy that day?"),
+    Wording("sub", "{name} has {a} {item} and gives {b} of them to {other}. How many {item} does {name} have left?"),
+    Wording("sub", "There were {a} {item} on the table. {name} took {b} of them away. "
+                   "How many {item} are on the table now?"),
+    Wording("sub", "{name} had {a} {item} and lost {b} of them. How many {item} does {name} still have?"),
+    Wording("sub", "{name} needs {a} {item} and already has {b} of them. How many more {item} does {name} need?"),
+    Wording("sub", "A shop had {a} {item}. {name} bought {b} of them. How many {item} does the shop have left?"),
+    Wording("mul", "{name} has {a} boxes with {b} {item} in each box. How many {item} does {name} have in total?"),
+    Wording("mul", "{name} fills {a} bags with {b} {item} each. How many {item} are in the bags altogether?"),
+    Wording("mul", "{name} arranges the {item} in {a} rows with {b} {item} in every row. "
+                   "How many {item} does {name} arrange?"),
+    Wording("mul", "{name} buys {a} packs of {item}. Each pack holds {b} {item}. How many {item} does {name} buy?"),
+    Wording("mul", "{name} gets {b} {item} every day for {a} days. How many {item} does {name} get in total?"),
+]
+"""The training generator's wordings (5 per operation). Held-out wordings live in ``evaluation.tasks``,
+which this module cannot import (tests/test_layout.py), so training never sees them."""
+
+
+def word_problem(rng: random.Random, index: int, wordings: list[Wording], names: list[str], items: list[str],
+                 id_prefix: str = "arith") -> Problem:
+    """One problem: an operation (uniform), one of its ``wordings``, two ``names``, an item, operands, answer."""
+    name, other = rng.sample(names, 2)
+    item = rng.choice(items)
+    op = rng.choice(sorted({w.op for w in wordings}))
+    wording = rng.choice([w for w in wordings if w.op == op])
+    draw, solve = OPERATIONS[op]
+    a, b = draw(rng)
+    text = wording.text.format(name=name, other=other, item=item, a=a, b=b)
+    return Problem(id=f"{id_prefix}-{index}", problem=text, answer=str(solve(a, b)))
+
+
+def word_problems(n: int, seed: int, wordings: list[Wording], names: list[str], items: list[str],
+                  id_prefix: str = "arith") -> list[Problem]:
+    """``n`` one-step word problems from ``wordings``, ``names`` and ``items``; the same seed gives the same set."""
+    rng = random.Random(seed)
+    return [word_problem(rng, i, wordings, names, items, id_prefix) for i in range(n)]
 
 
 def arithmetic_problems(n: int, seed: int) -> list[Problem]:
-    """``n`` generated one-step arithmetic word problems; the same seed gives the same set."""
-    rng = random.Random(seed)
-    return [_arithmetic_problem(rng, i) for i in range(n)]
+    """``n`` generated one-step arithmetic word problems (add, subtract or multiply numbers up to 40) in the
+    training wordings; the same seed gives the same set."""
+    return word_problems(n, seed, TRAIN_WORDINGS, TRAIN_NAMES, TRAIN_ITEMS)
 
 
 BUILTIN_SOURCES = {"builtin:arithmetic": arithmetic_problems}

@@ -10,6 +10,9 @@ Library code raises a subclass of :class:`EgrcError` with a message that names t
 'cannot write runs/x/config.yaml: No space left on device (free some space or choose another --out)'
 >>> environment_error(OSError(errno.ENOENT, "No such file or directory")) is None
 True
+>>> environment_error(RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), "runs/x")
+'cannot write runs/x: torch could not finish writing a file, most likely a full disk (free some space or choose \
+another --out)'
 """
 
 from __future__ import annotations
@@ -40,10 +43,31 @@ def environment_error(err: BaseException, where: str | os.PathLike[str] | None =
     The path is the error's own ``filename``, else ``where`` (e.g. the command's ``--out``): a failed
     ``write()`` on a full disk carries no file name.
     """
-    if not isinstance(err, OSError) or err.errno not in ENVIRONMENT_ERRNOS:
+    if not isinstance(err, OSError):
+        return _failed_save(err, where)
+    if err.errno not in ENVIRONMENT_ERRNOS:
         return None
     verb, fix = ENVIRONMENT_ERRNOS[err.errno]
     path = err.filename if err.filename is not None else where
     target = f" {os.fsdecode(path) if isinstance(path, bytes) else path}" if path is not None else ""
     reason = err.strerror or os.strerror(err.errno)
     return f"{verb}{target}: {reason} ({fix})"
+
+
+SAVE_FAILURES = ("PytorchStreamWriter failed writing", "file write failed", "unexpected pos", "No space left on device",
+                 "StorageFull", "Disk quota exceeded")
+"""Words in the errors torch (``RuntimeError`` from its zip writer) and safetensors (``SafetensorError``) raise
+instead of an ``OSError`` when a write fails, almost always on a full disk."""
+
+
+def _failed_save(err: BaseException, where: str | os.PathLike[str] | None) -> str | None:
+    """The one-line message for a checkpoint save that torch or safetensors could not finish, else ``None``."""
+    text = str(err)
+    if not isinstance(err, Exception) or not any(word in text for word in SAVE_FAILURES):
+        return None
+    if type(err).__name__ not in ("RuntimeError", "SafetensorError"):
+        return None
+    target = f" {os.fsdecode(where)}" if where is not None else ""
+    library = "torch" if isinstance(err, RuntimeError) else "safetensors"
+    return (f"cannot write{target}: {library} could not finish writing a file, most likely a full disk "
+            "(free some space or choose another --out)")

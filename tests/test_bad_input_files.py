@@ -241,6 +241,47 @@ def test_environment_errors_exit_1_with_one_line_naming_the_path(tmp_path, monke
     assert not [name for name in snapshot(tmp_path) if name.endswith(".tmp")]  # the atomic write's temp file is gone
 
 
+def _safetensor_error(text):
+    from safetensors import SafetensorError
+
+    return SafetensorError(text)
+
+
+@pytest.mark.parametrize("make_error, library", [
+    # torch's zip writer on a full disk (both messages seen in the wild; neither is an OSError)
+    (lambda: RuntimeError("[enforce fail at inline_container.cc:672] . unexpected pos 704 vs 598"), "torch"),
+    (lambda: RuntimeError("PytorchStreamWriter failed writing file data/0: file write failed"), "torch"),
+    (lambda: _safetensor_error('Error while serializing: IoError(Os { code: 28, kind: StorageFull, message: '
+                               '"No space left on device" })'), "safetensors"),
+])
+def test_a_checkpoint_save_on_a_full_disk_is_one_line(tmp_path, monkeypatch, make_error, library):
+    """torch and safetensors report a failed write as their own errors, not an OSError: raised while
+    compress saves its first checkpoint, it is still exit 1 and one line naming --out."""
+    import torch
+
+    def save_on_a_full_disk(*args, **kwargs):
+        raise make_error()
+
+    monkeypatch.setattr(torch, "save", save_on_a_full_disk)
+    out = tmp_path / "run"
+    result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(out),
+                                 "--set", "train.save_steps=1", "--set", "schedule.stages.0.steps=1",
+                                 "--set", "schedule.stages.1.steps=0"])
+    one_error_line(result, 1, f"cannot write {out}", f"{library} could not finish writing", "full disk",
+                   "free some space")
+
+
+def test_a_runtime_error_that_is_not_a_failed_save_keeps_its_traceback(tmp_path, monkeypatch):
+    from egrc_lite import train
+
+    def broken(cfg, run_dir, **kwargs):
+        raise RuntimeError("shape mismatch: a bug")
+
+    monkeypatch.setattr(train, "run_schedule", broken)
+    result = runner.invoke(app, ["compress", "--preset", "smoke", "--out", str(tmp_path / "run")])
+    assert isinstance(result.exception, RuntimeError) and "error:" not in result.stderr
+
+
 def test_other_os_errors_are_bugs_and_keep_their_traceback(tmp_path, monkeypatch):
     from egrc_lite import train
 

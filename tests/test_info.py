@@ -30,9 +30,10 @@ def test_env_reports_versions_cuda_driver_and_the_backend_auto_picks(monkeypatch
 
 def test_benchmarks_list_says_which_benchmarks_work_offline(tmp_path):
     (tmp_path / "aime24.jsonl").write_text('{"id": "1", "problem": "1+1?", "answer": "2"}\n')
-    result = runner.invoke(app, ["benchmarks", "list", "--data-dir", str(tmp_path)], env={"COLUMNS": "200"})
+    result = runner.invoke(app, ["benchmarks", "list", "--data-dir", str(tmp_path)], env={"COLUMNS": "300"})
     assert result.exit_code == 0, result.output
     lines = {line.split("│")[1].strip(): line for line in result.output.splitlines() if line.count("│") > 3}
     assert "yes" in lines["aime24"] and str(tmp_path / "aime24.jsonl") in lines["aime24"]
     assert "hub: HuggingFaceH4/MATH-500" in lines["math500"] and "no (downloads" in lines["math500"]
     assert "built in" in lines["arithmetic"] and "amc83 (= amc)" in lines
+    assert "built in" in lines["arithmetic-wording"] and "200" in lines["arithmetic-wording"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -70,7 +71,13 @@ def _reference_logits(run: Path) -> torch.Tensor:
 @pytest.mark.slow
 def test_merged_model_loads_without_egrc_and_matches_base_plus_adapter(run_dir, tmp_path):
     out = tmp_path / "merged"
-    result = merge_adapter(run_dir / "adapter", out, dtype="fp32")
+    old_mask = os.umask(0o022)
+    try:
+        result = merge_adapter(run_dir / "adapter", out, dtype="fp32")
+    finally:
+        os.umask(old_mask)
+    # readable by another account (a vLLM server), as the umask allows; safetensors alone writes 0600
+    assert {oct(p.stat().st_mode & 0o777) for p in [out, *out.rglob("*")]} == {"0o644", "0o755"}
     assert result.passed and 0 <= result.max_abs_diff <= result.tolerance == pytest.approx(1e-4 * max(1, result.logit_scale))
     assert result.adapter_effect > 100 * result.max_abs_diff  # the adapter matters, the merge error does not
     assert (out / "model.safetensors").is_file() and (out / "tokenizer.json").is_file()
@@ -227,7 +234,7 @@ def test_4bit_gap_is_reported_when_the_4bit_model_can_be_loaded(run_dir, tmp_pat
     from peft import PeftModel
     from transformers import AutoModelForCausalLM
 
-    import egrc_lite.merge as merge_module
+    import egrc_lite.merge.check as merge_check
 
     run = _copy_run(run_dir, tmp_path, "qlora", load_in_4bit=True)
     seen = {}
@@ -235,10 +242,10 @@ def test_4bit_gap_is_reported_when_the_4bit_model_can_be_loaded(run_dir, tmp_pat
     def fake_4bit_logits(path, trained_cfg, adapter, probe):  # the fp32 base + adapter, every logit moved by 0.25
         seen.update(load_in_4bit=trained_cfg.model.load_in_4bit, adapter=adapter)
         model = PeftModel.from_pretrained(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), str(adapter))
-        return [x + 0.25 for x in merge_module._logits(model.eval(), probe)]
+        return [x + 0.25 for x in merge_check.probe_logits(model.eval(), probe)]
 
-    monkeypatch.setattr(merge_module, "_four_bit_unavailable", lambda: "")
-    monkeypatch.setattr(merge_module, "_four_bit_logits", fake_4bit_logits)
+    monkeypatch.setattr(merge_check, "_four_bit_unavailable", lambda: "")
+    monkeypatch.setattr(merge_check, "_four_bit_logits", fake_4bit_logits)
     out = tmp_path / "o"
     result = runner.invoke(app, ["merge", "--adapter", str(run / "adapter"), "--out", str(out), "--dtype", "fp32"])
     assert result.exit_code == 0, result.output
@@ -251,7 +258,7 @@ def test_4bit_gap_is_reported_when_the_4bit_model_can_be_loaded(run_dir, tmp_pat
 
 
 def test_4bit_gap_not_measured_says_why(run_dir, tmp_path, monkeypatch):
-    import egrc_lite.merge as merge_module
+    import egrc_lite.merge.check as merge_check
 
     run = _copy_run(run_dir, tmp_path, "qlora", load_in_4bit=True)
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
@@ -266,9 +273,9 @@ def test_4bit_gap_not_measured_says_why(run_dir, tmp_path, monkeypatch):
     def failing_load(*args):
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB\nmore detail")
 
-    monkeypatch.setattr(merge_module, "_four_bit_unavailable", lambda: "")
-    monkeypatch.setattr(merge_module, "_four_bit_logits", failing_load)
-    gap, note = merge_module._four_bit_gap("base", None, run / "adapter", [[1]], [torch.zeros(1, 2)])
+    monkeypatch.setattr(merge_check, "_four_bit_unavailable", lambda: "")
+    monkeypatch.setattr(merge_check, "_four_bit_logits", failing_load)
+    gap, note = merge_check.four_bit_gap("base", None, run / "adapter", [[1]], [torch.zeros(1, 2)])
     assert gap is None and note == "loading the 4-bit model failed: CUDA out of memory. Tried to allocate 2.00 GiB"
 
     from rich.console import Console
@@ -278,3 +285,32 @@ def test_4bit_gap_not_measured_says_why(run_dir, tmp_path, monkeypatch):
     console = Console(width=200, record=True)
     console.print(_four_bit_gap_line(None, "bitsandbytes is not installed: pip install -e '.[gpu]'", 9, "bf16"))
     assert "not measured (bitsandbytes is not installed: pip install -e '.[gpu]')" in console.export_text()
+
+
+def test_trust_remote_code_is_never_inherited_from_the_run(run_dir, tmp_path):
+    from egrc_lite.merge.load import resolve_base
+
+    run = tmp_path / "remote"
+    shutil.copytree(run_dir, run)
+    saved = yaml.safe_load((run / "config.yaml").read_text())
+    saved["model"]["trust_remote_code"] = True
+    (run / "config.yaml").write_text(yaml.safe_dump(saved))
+    assert resolve_base(run / "adapter", None, "fp32")[0].model.trust_remote_code is False
+    assert resolve_base(run / "adapter", None, "fp32", True)[0].model.trust_remote_code is True
+
+    out = tmp_path / "o"
+    result = runner.invoke(app, ["merge", "--adapter", str(run), "--out", str(out), "--dtype", "fp32"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "set model.trust_remote_code: true; it is not inherited" in text and "pass --trust-remote-code" in text
+    assert "trust_remote_code false)" in text
+    assert json.loads((out / MERGE_RECORD).read_text())["trust_remote_code"] is False
+
+    out = tmp_path / "o2"
+    result = runner.invoke(app, ["merge", "--adapter", str(run), "--out", str(out), "--dtype", "fp32",
+                                 "--trust-remote-code"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "not inherited" not in text and "trust_remote_code true)" in text
+    assert json.loads((out / MERGE_RECORD).read_text())["trust_remote_code"] is True
+    assert yaml.safe_load((run / "config.yaml").read_text())["model"]["trust_remote_code"] is True  # left alone

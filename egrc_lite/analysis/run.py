@@ -36,6 +36,7 @@ from egrc_lite.analysis.entropy import (
 )
 from egrc_lite.config import AnalysisSettings, DataConfig
 from egrc_lite.analysis.correlation import correlation
+from egrc_lite.analysis.progress import AnalysisProgress, NullProgress
 from egrc_lite.errors import EgrcError
 from egrc_lite.runs import atomic_write_json, atomic_write_text, metrics_file, read_metrics
 
@@ -95,12 +96,13 @@ def _decoder(tokenizer: Any) -> Any:
 
 
 def _sample(model: Any, tokenizer: Any, problems: Sequence[Problem], settings: AnalysisSettings,
-            source: str) -> list[dict[str, Any]]:
+            source: str, progress: AnalysisProgress) -> list[dict[str, Any]]:
     """Rollouts as dicts with ``problem``, ``sample``, ``prompt_ids`` and the generated :class:`Sample`."""
     from egrc_lite.data import build_messages
     from egrc_lite.generate.hf import HFGenerator
 
-    gen = HFGenerator(model, tokenizer, batch_size=settings.batch_size, model_source=source)
+    gen = HFGenerator(model, tokenizer, batch_size=settings.batch_size, model_source=source,
+                      on_batch=lambda batch: progress.advance(len(batch), sum(s.num_tokens for s in batch)))
     data_cfg = DataConfig(prompt_suffix=settings.prompt_suffix)
     prompts = [build_messages(p.problem, data_cfg) for p in problems]
     grouped = gen.generate(prompts, n=settings.samples, max_tokens=settings.max_tokens,
@@ -110,6 +112,46 @@ def _sample(model: Any, tokenizer: Any, problems: Sequence[Problem], settings: A
         prompt_ids = gen.encode_prompt(messages)
         out.extend({"problem": problem, "sample": k, "prompt_ids": prompt_ids, "gen": s} for k, s in enumerate(samples))
     return out
+
+
+def _score(model: Any, rollouts: Sequence[dict[str, Any]], verdicts: Sequence[bool], temperature: float,
+           decode: Any, connector_ids: Any, progress: AnalysisProgress) -> list[dict[str, Any]]:
+    """The response records of ``rollouts`` with every token's entropy and proxy (phase ``score``)."""
+    progress.start("score", total=len(rollouts), reused=0)
+    responses: list[dict[str, Any]] = []
+    reported = 0
+    for k, (r, ok) in enumerate(zip(rollouts, verdicts)):
+        ids = list(r["gen"].token_ids)
+        ents, proxies = score_completion(model, r["prompt_ids"], ids, temperature)
+        responses.append({"problem_id": r["problem"].id, "sample": r["sample"], "correct": ok,
+                          "truncated": r["gen"].truncated, "num_tokens": len(ids), "response": r["gen"].text,
+                          "token_ids": ids, "tokens": [decode(i) for i in ids],
+                          "connector": [i in connector_ids for i in ids], "entropy": ents, "proxy": proxies,
+                          "exact": {}})
+        if k + 1 == len(rollouts) or rollouts[k + 1]["problem"] is not r["problem"]:  # a problem's samples done
+            progress.advance(len(responses) - reported, sum(x["num_tokens"] for x in responses[reported:]))
+            reported = len(responses)
+    progress.finish("score", {"tokens": sum(r["num_tokens"] for r in responses)})
+    return responses
+
+
+def _exact(model: Any, rollouts: Sequence[dict[str, Any]], responses: list[dict[str, Any]],
+           settings: AnalysisSettings, progress: AnalysisProgress) -> None:
+    """Fill the ``exact`` gradient norms of ``settings.exact_tokens`` random tokens (phase ``exact-grad``)."""
+    import torch
+
+    picks = _pick_exact([r["num_tokens"] for r in responses], settings.exact_tokens, settings.seed)
+    if not picks:
+        return
+    device = next(model.parameters()).device
+    progress.start("exact-grad", total=len(picks), reused=0)
+    for ri, positions in picks.items():
+        r, p_len = responses[ri], len(rollouts[ri]["prompt_ids"])
+        ids = torch.tensor([list(rollouts[ri]["prompt_ids"]) + r["token_ids"]], device=device)  # [1, P + C]
+        norms = exact_token_grad_norms(model, ids, None, [(0, p_len + j) for j in positions], settings.temperature)
+        r["exact"] = {j: float(v) for j, v in zip(positions, norms.tolist())}
+        progress.advance(1, len(positions))
+    progress.finish("exact-grad", {"tokens": sum(len(p) for p in picks.values())})
 
 
 def _pick_exact(lengths: Sequence[int], n: int, seed: int) -> dict[int, list[int]]:
@@ -139,17 +181,19 @@ def _by_correctness(responses: Sequence[dict[str, Any]]) -> dict[str, Any]:
 
 def analyze_model(cfg: EgrcConfig, problems: Sequence[Problem], out_dir: str | Path,
                   settings: AnalysisSettings | None = None, *, adapter: str | Path | None = None,
-                  connectors: Iterable[str] | None = None, data_source: str = "",
-                  model: Any = None, tokenizer: Any = None) -> dict[str, Any]:
+                  connectors: Iterable[str] | None = None, data_source: str = "", model: Any = None,
+                  tokenizer: Any = None, progress: AnalysisProgress | None = None) -> dict[str, Any]:
     """Sample, score, grade and write the analysis directory of ``out_dir``; returns ``report.json``'s dict.
 
     The model of ``cfg`` is loaded with a trainable LoRA adapter (``adapter``, or a fresh one whose
     ``B = 0`` makes the exact gradient flow to ``B`` only), unless ``model`` and ``tokenizer`` are
-    given. ``connectors`` default to ``cfg.analysis.connectors``.
+    given. ``connectors`` default to ``cfg.analysis.connectors``. ``progress`` hears each phase
+    (:class:`AnalysisProgress`).
     """
     import torch
 
     settings = settings or AnalysisSettings()
+    progress = progress or NullProgress()
     if not problems:
         raise AnalysisError("no problems to analyze; check --data / --benchmark / --limit")
     source = cfg.model.name_or_path
@@ -165,28 +209,18 @@ def analyze_model(cfg: EgrcConfig, problems: Sequence[Problem], out_dir: str | P
     out = Path(out_dir)
     model.eval()
     t0 = time.perf_counter()
-    rollouts = _sample(model, tokenizer, problems, settings, source)
+    progress.start("generate", total=len(problems) * settings.samples, reused=0)
+    rollouts = _sample(model, tokenizer, problems, settings, source, progress)
     t_sample = time.perf_counter() - t0
     from egrc_lite.grading import grade_each
 
     verdicts = grade_each([(r["gen"].text, r["problem"].answer) for r in rollouts], answer_rule=settings.answer_rule)
-    responses = []
-    for r, ok in zip(rollouts, verdicts):
-        ids = list(r["gen"].token_ids)
-        ents, proxies = score_completion(model, r["prompt_ids"], ids, settings.temperature)
-        responses.append({"problem_id": r["problem"].id, "sample": r["sample"], "correct": ok,
-                          "truncated": r["gen"].truncated, "num_tokens": len(ids), "response": r["gen"].text,
-                          "token_ids": ids, "tokens": [decode(i) for i in ids],
-                          "connector": [i in matcher.ids for i in ids], "entropy": ents, "proxy": proxies,
-                          "exact": {}})
+    n = len(rollouts)
+    progress.finish("generate", {"acc": 100 * sum(verdicts) / n if n else 0.0,
+                                 "len": sum(r["gen"].num_tokens for r in rollouts) / n if n else 0.0})
+    responses = _score(model, rollouts, verdicts, settings.temperature, decode, matcher.ids, progress)
     t_score = time.perf_counter() - t0 - t_sample
-    picks = _pick_exact([r["num_tokens"] for r in responses], settings.exact_tokens, settings.seed)
-    device = next(model.parameters()).device
-    for ri, positions in picks.items():
-        r, p_len = responses[ri], len(rollouts[ri]["prompt_ids"])
-        ids = torch.tensor([list(rollouts[ri]["prompt_ids"]) + r["token_ids"]], device=device)  # [1, P + C]
-        norms = exact_token_grad_norms(model, ids, None, [(0, p_len + j) for j in positions], settings.temperature)
-        r["exact"] = {j: float(v) for j, v in zip(positions, norms.tolist())}
+    _exact(model, rollouts, responses, settings, progress)
     t_exact = time.perf_counter() - t0 - t_sample - t_score
     report = _model_report(responses, settings, words, source=source, adapter=adapter, data_source=data_source,
                            n_problems=len(problems), timing={"sample_s": t_sample, "score_s": t_score,

@@ -31,7 +31,7 @@ from egrc_lite.runs import respect_umask
 logger = logging.getLogger(__name__)
 
 TINY_SEED = 0
-TINY_FORMAT_VERSION = 3  # bump when the builder changes, so stale caches are not reused
+TINY_FORMAT_VERSION = 4  # bump when the builder changes, so stale caches are not reused
 
 BOS, EOS, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 THINK_TOKENS = ["<think>", "</think>"]

@@ -3,7 +3,8 @@
 Registered on the main app with ``app.command()(analyze)``. Two modes:
 
 - ``analyze --model M [--adapter DIR] [--data FILE | --benchmark NAME] [--samples K] [--exact-tokens N]``:
-  sample rollouts, measure token entropy and gradient magnitude, write ``report.json`` and PNGs;
+  sample rollouts, measure token entropy and gradient magnitude, write ``report.json`` and PNGs, showing
+  the progress of each phase (generate, score, exact-grad) as ``evaluate`` does;
 - ``analyze --runs RUN [RUN ...]``: compare training runs from their ``metrics.jsonl``.
 
 Heavy libraries are imported inside the command. User mistakes print one line and exit with status 2.
@@ -128,7 +129,7 @@ def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]
     from egrc_lite.analysis.run import AnalysisSettings, analyze_model
     from egrc_lite.cli.evaluate import eval_model  # model section + adapter dir, reading a run's config when needed
     from egrc_lite.config import DEFAULT_PROMPT_SUFFIX, validate_config
-    from egrc_lite.cli.ui import console
+    from egrc_lite.cli.ui import EvalProgressBar, console
 
     if opts["limit"] < 1:
         from egrc_lite.analysis.run import AnalysisError
@@ -155,7 +156,12 @@ def _analyze_model(model: str | None, adapter: Path | None, opts: dict[str, Any]
     hf_logging.disable_progress_bar()
     console.print(f"[bold]egrc-lite analyze[/] {cfg.model.name_or_path}" + (f" + {adapter}" if adapter else "")
                   + f": {len(problems)} problems x {settings.samples} samples from {source} -> {out}")
-    report = analyze_model(cfg, problems, out, settings, adapter=adapter, connectors=connectors, data_source=source)
+    bar = EvalProgressBar(console)  # generate, score, exact-grad: done/total, samples/s, ETA
+    try:
+        report = analyze_model(cfg, problems, out, settings, adapter=adapter, connectors=connectors,
+                               data_source=source, progress=bar)
+    finally:
+        bar.close()
     _print_model_report(report, Path(out))
 
 

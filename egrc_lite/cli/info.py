@@ -47,7 +47,7 @@ def env_command(
 
 def benchmark_rows(data_dir: Path | None) -> list[dict[str, Any]]:
     """One row per registered benchmark: name, problems, where it loads from, and whether that works offline."""
-    from egrc_lite.evaluation.tasks import ALIASES, ARITHMETIC, ARITHMETIC_SIZE, BENCHMARKS, default_data_dir
+    from egrc_lite.evaluation.tasks import ALIASES, BENCHMARKS, BUILTIN_BENCHMARKS, default_data_dir
 
     folder = data_dir if data_dir is not None else default_data_dir()
     aliases = {target: alias for alias, target in ALIASES.items()}
@@ -58,8 +58,8 @@ def benchmark_rows(data_dir: Path | None) -> list[dict[str, Any]]:
         rows.append({"name": spec.name + (f" (= {aliases[spec.name]})" if spec.name in aliases else ""),
                      "title": spec.title, "problems": spec.size,
                      "source": str(local) if here else f"hub: {spec.hf_id}", "offline": here})
-    rows.append({"name": ARITHMETIC, "title": "generated arithmetic word problems, held out from training",
-                 "problems": ARITHMETIC_SIZE, "source": "built in", "offline": True})
+    rows += [{"name": b.name, "title": b.title, "problems": b.size, "source": "built in", "offline": True}
+             for b in BUILTIN_BENCHMARKS.values()]
     return rows
 
 
@@ -73,7 +73,12 @@ def benchmarks_list(
 
     from egrc_lite.cli.ui import console
 
-    table = Table("benchmark", "what it is", "problems", "source", "offline")
+    table = Table()
+    table.add_column("benchmark", no_wrap=True)
+    table.add_column("what it is")
+    table.add_column("problems")
+    table.add_column("source", overflow="fold")  # a path wraps, never loses its end
+    table.add_column("offline")
     for row in benchmark_rows(data_dir):
         table.add_row(row["name"], row["title"], str(row["problems"]), row["source"],
                       "yes" if row["offline"] else "no (downloads from the hub)")

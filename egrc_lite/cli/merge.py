@@ -21,17 +21,25 @@ def merge(
     allow_inconclusive: Annotated[bool, typer.Option("--allow-inconclusive", help="Save the merge even when the "
                                   "adapter moves the logits too little for the check to tell a merge from no merge "
                                   "(e.g. an untrained adapter).")] = False,
+    trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the base model's own Python "
+                                 "code from its repository (never inherited from the run's config.yaml).")] = False,
 ) -> None:
     """Merge a LoRA adapter into its (16-bit) base model and save it for plain transformers / vLLM, checked on logits."""
     from transformers.utils import logging as hf_logging
 
+    from rich.markup import escape
+
     from egrc_lite.merge import merge_adapter
+    from egrc_lite.runs import find_adapter_dir, remote_code_note
     from egrc_lite.cli.ui import console
 
     hf_logging.disable_progress_bar()
     console.print(f"[bold]egrc-lite merge[/] {adapter} -> {out} ({dtype})")
+    note = remote_code_note(find_adapter_dir(adapter), trust_remote_code)
+    if note:
+        console.print(escape(note), highlight=False, soft_wrap=True)
     result = merge_adapter(adapter, out, dtype=dtype, base=base, tolerance=tolerance,
-                           allow_inconclusive=allow_inconclusive)
+                           allow_inconclusive=allow_inconclusive, trust_remote_code=trust_remote_code)
     if result.trained_4bit:
         console.print(f"adapter trained on 4-bit (QLoRA) base weights: merged into the original 16-bit weights of "
                       f"{result.base}, not into dequantized 4-bit ones")
@@ -46,7 +54,8 @@ def merge(
                   f"{result.adapter_effect:.3g})")
     if result.trained_4bit:
         console.print(_four_bit_gap_line(result.quant_gap, result.quant_gap_note, result.probe_tokens, result.dtype))
-    console.print(f"[green]done[/]: merged model ({result.dtype}, base {result.base}) in {result.out}")
+    console.print(f"[green]done[/]: merged model ({result.dtype}, base {result.base}, trust_remote_code "
+                  f"{str(result.trust_remote_code).lower()}) in {result.out}")
 
 
 def _four_bit_gap_line(gap: float | None, note: str, tokens: int, dtype: str) -> str:

@@ -2,9 +2,10 @@
 
 Owns: the benchmark registry (``tasks``: the paper's six benchmarks, local JSONL files, the
 built-in held-out ``arithmetic`` set), sample -> grade -> per-sample records -> ``summary.json``,
-resumable (``evaluate``), the pure metrics (``metrics``: ACC, LEN, L-Acc, steps), report tables
-(``report``) and plots (``plots``: accuracy vs length with the Pareto front, per-problem lengths,
-training curves).
+resumable (``evaluate``), what ``eval`` evaluates when not told (``defaults``: the run's answer
+rule and prompt, the held-out set for arithmetic runs), the pure metrics (``metrics``: ACC, LEN,
+L-Acc, steps), report tables (``report``) and plots (``plots``: accuracy vs length with the
+Pareto front, per-problem lengths, training curves).
 
 May import: generate, grading, config, data, runs, errors.
 """

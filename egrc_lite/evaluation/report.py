@@ -8,6 +8,8 @@ every row has: ACC, LEN, LEN as a percentage of the base's, and L-Acc.
 A model is given as a run directory (``<run>/eval/summary.json``), an eval directory
 (``<dir>/summary.json``) or a summary file. Rendering: :func:`render` as ``table`` (rich),
 ``markdown``, ``csv`` or ``json``. The math is pure; only :func:`load_model` reads files.
+``Report.warnings`` holds one line per setting (:data:`COMPARED_SETTINGS`: limit, n, max tokens,
+temperature) in which the compared evaluations differ (:func:`settings_warnings`).
 
 >>> base = {"benchmarks": {"aime24": {"acc": 33.3, "len": 16927.0}}}
 >>> ours = {"benchmarks": {"aime24": {"acc": 36.7, "len": 3634.0}}}
@@ -35,6 +37,11 @@ FORMATS = ("table", "markdown", "csv", "json")
 PAPER_ORDER = ("aime24", "minerva", "math500", "gsm8k", "amc", "amc83", "amc23", "olympiadbench")
 DISPLAY = {"aime24": "AIME24", "minerva": "Minerva", "math500": "MATH500", "gsm8k": "GSM8K", "amc": "AMC",
            "amc83": "AMC", "amc23": "AMC23", "olympiadbench": "OlymBench"}
+
+
+COMPARED_SETTINGS = (("limit", "limit", "--limit"), ("n", "n", "--n"), ("max_tokens", "max tokens", "--max-tokens"),
+                     ("temperature", "temperature", "--temperature"))
+"""(summary.json ``settings`` key, its name, the ``eval`` option) of the settings a report checks are the same."""
 
 
 def display_name(benchmark: str) -> str:
@@ -100,6 +107,7 @@ class Report:
     benchmarks: list[str]
     averaged: list[str]
     rows: list[Row] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 def order_benchmarks(names: Sequence[str]) -> list[str]:
@@ -110,6 +118,35 @@ def order_benchmarks(names: Sequence[str]) -> list[str]:
     """
     known = [n for n in PAPER_ORDER if n in names]
     return known + [n for n in names if n not in known]
+
+
+def _shown(value: Any) -> str:
+    return "all" if value is None else str(value)
+
+
+def settings_warnings(models: Sequence[ModelSummary]) -> list[str]:
+    """One line per setting of :data:`COMPARED_SETTINGS` in which the summaries' ``settings`` differ, naming
+    each model and its value (a summary without that setting is left out of the comparison).
+
+    >>> a = ModelSummary("base", {"settings": {"n": 4, "max_tokens": 32768, "limit": None}})
+    >>> b = ModelSummary("ours", {"settings": {"n": 4, "max_tokens": 256, "limit": 100}})
+    >>> for line in settings_warnings([a, b]): print(line)
+    warning: the evaluations differ in limit (base all, ours 100): their ACC and LEN were not measured alike; re-evaluate with the same --limit
+    warning: the evaluations differ in max tokens (base 32768, ours 256): their ACC and LEN were not measured alike; re-evaluate with the same --max-tokens
+    """
+    lines = []
+    for key, name, option in COMPARED_SETTINGS:
+        values = [(m.label, settings[key]) for m in models
+                  if isinstance(settings := m.summary.get("settings"), dict) and key in settings]
+        distinct: list[Any] = []
+        for _, value in values:
+            if value not in distinct:
+                distinct.append(value)
+        if len(distinct) > 1:
+            shown = ", ".join(f"{label} {_shown(value)}" for label, value in values)
+            lines.append(f"warning: the evaluations differ in {name} ({shown}): their ACC and LEN were not "
+                         f"measured alike; re-evaluate with the same {option}")
+    return lines
 
 
 def _mean(values: list[float]) -> float | None:
@@ -125,7 +162,7 @@ def build_report(base: ModelSummary, models: Sequence[ModelSummary]) -> Report:
         names += [n for n in m.summary["benchmarks"] if n not in names]
     names = order_benchmarks(names)
     averaged = [n for n in names if all(n in m.summary["benchmarks"] for m in everyone)]
-    report = Report(base=base.label, benchmarks=names, averaged=averaged)
+    report = Report(base=base.label, benchmarks=names, averaged=averaged, warnings=settings_warnings(everyone))
     for i, m in enumerate(everyone):
         is_base = i == 0
         cells: dict[str, Cell | None] = {}

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -31,13 +31,16 @@ class HFGenerator:
 
     Prompts are expanded ``n`` times, sorted by length to cut padding, and generated in batches
     of ``batch_size`` sequences. Sampling is seeded per call (the global RNG state is restored).
+    ``on_batch``, when given, hears the samples of each batch as it finishes (for progress).
     """
 
     name = "hf"
 
-    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = GENERATION_BATCH, model_source: str = "") -> None:
+    def __init__(self, model: Any, tokenizer: Any, *, batch_size: int = GENERATION_BATCH, model_source: str = "",
+                 on_batch: Callable[[list[Sample]], None] | None = None) -> None:
         if batch_size < 1:
             raise GenerationError(f"--batch-size must be >= 1, got {batch_size}")
+        self.on_batch = on_batch
         self.model = model
         self.tokenizer = tokenizer
         self.batch_size = batch_size
@@ -74,6 +77,8 @@ class HFGenerator:
                                            seed + start)
             for (i, s), sample in zip(chunk, samples):
                 out[i][s] = sample
+            if self.on_batch is not None:
+                self.on_batch(samples)
         return [[s for s in row if s is not None] for row in out]
 
     def _budget(self, longest_prompt: int, max_tokens: int) -> int:

@@ -25,9 +25,10 @@ from typing import Any
 
 from transformers import TrainerCallback
 
-from egrc_lite.config import ConfigError, EgrcConfig
+from egrc_lite.config import ConfigError, EgrcConfig, check_loggers_installed
 from egrc_lite.runs import (CKPT_STATE, JsonlLog, RunDir, atomic_write_json, check_new_run_dir, read_json,
                             respect_umask, write_config, write_manifest)
+from egrc_lite.train.loggers import LOGGER_PROJECT, finish_wandb_run, logger_env, logs_dir
 from egrc_lite.train.schedule import ScheduleState, StagePlan, plan_stages
 
 logger = logging.getLogger(__name__)
@@ -282,6 +283,7 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     plan = select_stages(plan_stages(cfg.schedule), stage_filter)
     for stage in plan:
         check_switch_metric(cfg, stage)  # before anything is loaded or written
+    check_loggers_installed(cfg.train)
     if not resume:
         check_new_run_dir(run_dir.path)  # every process, before the main one writes (the barrier below)
     dist.wait_for_everyone()
@@ -313,12 +315,14 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
         _load_adapter_weights(model, checkpoint)  # the checkpoint ended its stage: start the next from it
 
     resume_from = checkpoint if checkpoint is not None and runner.state.stage_step > 0 else None
-    while not runner.state.done(plan):
-        trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, backend.grpo_overrides)
-        _train_stage(runner, trainer, resume_from)
-        resume_from = None
-        del trainer
-        gc.collect()
+    with logger_env(cfg, run_dir, runner.is_main):
+        while not runner.state.done(plan):
+            trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, backend.grpo_overrides)
+            _train_stage(runner, trainer, resume_from)
+            resume_from = None
+            del trainer
+            finish_wandb_run(cfg)
+            gc.collect()
 
     runner.finished = True
     if runner.is_main:
@@ -376,10 +380,13 @@ def build_stage_trainer(runner: _Runner, model: Any, tokenizer: Any, dataset: An
 
     stage = runner.state.current(runner.plan)
     callback = StageCallback(runner, stage)
+    folder = runner.run_dir.stage_dir(stage.index, stage.name).name  # <i>-<name>
     trainer = build_trainer(runner.cfg, stage.config, model, tokenizer, dataset,
                             output_dir=str(runner.run_dir.stage_dir(stage.index, stage.name)),
                             seed=runner.cfg.train.seed + stage.index, callbacks=[callback],
-                            trainer_class=trainer_class, **grpo_overrides(runner.cfg, stage.config, model))
+                            trainer_class=trainer_class, logging_dir=str(logs_dir(runner.run_dir) / folder),
+                            run_name=f"{runner.run_dir.path.name}/{folder}", project=LOGGER_PROJECT,
+                            **grpo_overrides(runner.cfg, stage.config, model))
     callback.trainer = trainer
     check_switch_metric(runner.cfg, stage, trainer)
     return trainer

@@ -12,6 +12,9 @@ trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
     ``completion_mask`` in the loss but not in the attention), and ``num_items_in_batch``, the
     "dapo" normaliser, is recounted over kept tokens. The attention mask stays intact so the
     loss forward also yields valid token entropies for every sampled completion.
+``_generate_single_turn``
+    TRL's rollout generation, run from merged LoRA weights where that is exact (hf backend, no vLLM,
+    no sharded weights; :mod:`egrc_lite.train.fastgen` decides per layer). ``train.merge_lora_for_generation``.
 ``_get_per_token_logps_and_entropies``
     call TRL; during the loss forward, add the token entropies of all sampled tokens to the step's
     sums (:mod:`egrc_lite.train.entropy_stats`). When the loss forward returns none (unsloth calls
@@ -38,6 +41,8 @@ normaliser use global counts. On a machine without CUDA the config sets ``use_cp
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -101,6 +106,9 @@ class EgrcTrainerMixin:
     entropy metric then covers the kept samples only."""
     egrc_loss_entropies = True
     """Whether the base class's loss forward returns token entropies (stock TRL: yes; unsloth: no)."""
+    egrc_merge_lora_for_generation = True
+    """Generate rollouts from merged LoRA weights where exact (``train.merge_lora_for_generation``;
+    never on unsloth, whose generation path differs)."""
 
     def __init__(self, *args: Any, mode: str = "compress", adv_beta: float = 1.0, **kwargs: Any) -> None:
         if mode not in STAGE_ADVANTAGE:
@@ -117,6 +125,8 @@ class EgrcTrainerMixin:
         self.egrc_connectors: Any = None  # an analysis.ConnectorMatcher: connector metrics per step
         self.egrc_entropy_fallback = True  # measure entropies when the loss forward returns none
         self._egrc_skip_update = False
+        self._egrc_notes: set[str] = set()  # one-line notes logged once per trainer
+        self.egrc_merge_report: Any = None  # the last rollout's fastgen.MergeReport (None: generated unmerged)
         super().__init__(*args, **kwargs)
         self.add_callback(_make_skip_callback(self))
 
@@ -161,6 +171,34 @@ class EgrcTrainerMixin:
         if self.egrc_capture_samples:
             self.egrc_samples = self._capture_samples(inputs, rewards_per_func, rewards, result, lengths)
         return out
+
+    def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
+        with self._egrc_generation_weights():
+            return super()._generate_single_turn(*args, **kwargs)
+
+    @contextlib.contextmanager
+    def _egrc_generation_weights(self) -> Any:
+        """Around one rollout generation: merged LoRA weights where exact, else as is (with a note, once)."""
+        from egrc_lite.train.fastgen import merged_lora_weights
+
+        self.egrc_merge_report = None
+        sharded = getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False)
+        blocker = ("vLLM generation" if getattr(self, "use_vllm", False) else
+                   "continuous batching" if getattr(self, "use_transformers_continuous_batching", False) else
+                   "sharded weights" if sharded else None)
+        if not self.egrc_merge_lora_for_generation or blocker:
+            self._egrc_note(blocker and f"merged-LoRA generation off: {blocker}; generating unmerged")
+            yield
+            return
+        with merged_lora_weights(self.model) as report:
+            self.egrc_merge_report = report
+            self._egrc_note(report.note())
+            yield
+
+    def _egrc_note(self, note: str | None) -> None:
+        if note and note not in self._egrc_notes:
+            self._egrc_notes.add(note)
+            logger.info(note)
 
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor,
                                            attention_mask: torch.Tensor, logits_to_keep: int,
@@ -285,6 +323,28 @@ def _make_skip_callback(trainer: Any) -> Any:
 _CLASSES: dict[type, type] = {}
 
 
+@functools.cache
+def _tensorboard_callback_class() -> type:
+    from transformers.integrations import TensorBoardCallback
+
+    def on_log(self: Any, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        logs = {k: v for k, v in (logs or {}).items() if v is not None}
+        TensorBoardCallback.on_log(self, args, state, control, logs=logs, **kwargs)
+
+    return type("EgrcTensorBoardCallback", (TensorBoardCallback,), {"__module__": __name__, "on_log": on_log})
+
+
+def tensorboard_callback(logging_dir: str | None = None) -> Any:
+    """transformers' ``TensorBoardCallback`` writing to ``logging_dir`` (its default when ``None``: the env
+    ``TENSORBOARD_LOGGING_DIR``, else ``output_dir/runs/<time>_<host>``), quiet about TRL's ``None`` metrics
+    (e.g. ``clip_ratio/low_min`` of a step that kept no token), which it would warn about at every step."""
+    callback = _tensorboard_callback_class()()
+    if logging_dir is not None:
+        callback.logging_dir = logging_dir  # read at on_train_begin (transformers 5 has no args.logging_dir)
+    return callback
+
+
 def make_trainer_class(base: type | None = None) -> type:
     """``EgrcTrainerMixin`` on top of ``base`` (default: the current ``trl.GRPOTrainer``), cached.
 
@@ -299,7 +359,8 @@ def make_trainer_class(base: type | None = None) -> type:
         unsloth = base.__name__.startswith("Unsloth")
         _CLASSES[base] = type("EgrcGRPOTrainer", (EgrcTrainerMixin, base), {
             "__module__": __name__, "__doc__": EgrcTrainerMixin.__doc__,
-            "egrc_zero_completion_mask": unsloth, "egrc_loss_entropies": not unsloth})
+            "egrc_zero_completion_mask": unsloth, "egrc_loss_entropies": not unsloth,
+            "egrc_merge_lora_for_generation": not unsloth})
     return _CLASSES[base]
 
 
@@ -346,7 +407,7 @@ def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, s
         # transformers 5 reads a float below 1 in warmup_steps as a ratio of the total steps
         warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm,
         optim=train.optim, loss_type="dapo", scale_rewards="group" if stage.mode == "explore" else "none",
-        logging_steps=1, report_to="none", save_strategy="steps", save_steps=train.save_steps,
+        logging_steps=1, report_to=train.loggers or "none", save_strategy="steps", save_steps=train.save_steps,
         save_total_limit=train.save_total_limit, bf16=dtype == "bfloat16" and torch.cuda.is_available(),
         fp16=dtype == "float16" and torch.cuda.is_available(),
         log_completions=False, disable_tqdm=True,
@@ -364,12 +425,15 @@ def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, s
 def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: Any, dataset: Any, *,
                   output_dir: str, seed: int | None = None, reward_funcs: list[Any] | None = None,
                   callbacks: list[Any] | None = None, trainer_class: type | None = None,
-                  **config_overrides: Any) -> Any:
+                  logging_dir: str | None = None, **config_overrides: Any) -> Any:
     """A fresh ``EgrcGRPOTrainer`` for ``stage`` on ``model`` (a PEFT model), quiet (no TRL printing).
 
     ``analysis.track_entropy`` turns on the connector metrics and the entropy pass for backends
-    whose loss forward returns no entropies (``egrc_entropy_fallback``).
+    whose loss forward returns no entropies (``egrc_entropy_fallback``). ``logging_dir``: where the
+    tensorboard logger of ``train.report_to`` writes (transformers' default: ``output_dir/runs/<time>_<host>``,
+    a new folder per start; a fixed folder lets a resumed stage append to it).
     """
+    from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
     from egrc_lite.train.rewards import build_reward_funcs
@@ -381,7 +445,10 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
                   callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta)
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
+    if trainer.pop_callback(TensorBoardCallback) is not None:  # train.report_to has tensorboard
+        trainer.add_callback(tensorboard_callback(logging_dir))
     trainer.egrc_entropy_fallback = cfg.analysis.track_entropy
+    trainer.egrc_merge_lora_for_generation &= cfg.train.merge_lora_for_generation
     if trainer.egrc_entropy_source() == "forward":
         logger.info("token entropy: the backend's loss returns none; measured by a no-grad forward per micro-batch")
     if cfg.analysis.track_entropy:

