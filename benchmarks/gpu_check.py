@@ -3,7 +3,7 @@
 Everything runs through egrc-lite's own trainer (``train.trainer.build_trainer``) with the
 ``r1-1.5b`` preset's LoRA (r 32 on all projections), stage-1 sampling (temperature 0.6, top-p
 0.95), gradient checkpointing and batch shape: the micro-batch is read from the preset with
-``train.trainer.batch_shape`` (``prompts_per_step x G / gradient_accumulation_steps``), never
+``train.arguments.batch_shape`` (``prompts_per_step x G / gradient_accumulation_steps``), never
 hard-coded. Every completion is forced to exactly L tokens (``min_new_tokens`` = max = L; a
 random model never stops by itself, and a forced length makes the figures comparable).
 
@@ -174,7 +174,7 @@ def make_config(tiny: bool, run: dict[str, int] | None = None, length: int | Non
     """The ``r1-1.5b`` preset on builtin prompts; with ``run``, its prompts and micro-batch count
     (the micro-batch is checked to stay the preset's); with ``length``, stage 1 at that length."""
     from egrc_lite.presets import resolve
-    from egrc_lite.train.trainer import batch_shape
+    from egrc_lite.train.arguments import batch_shape
 
     overrides = ["data.source=builtin:arithmetic", "data.builtin_size=64", "schedule.auto_switch.enabled=false",
                  "train.num_samples_logged=0"]
@@ -380,7 +380,7 @@ def main() -> None:
 
     from egrc_lite.backends.hf import lora_config
     from egrc_lite.data import load_problems, to_prompt_dataset
-    from egrc_lite.train.trainer import batch_shape
+    from egrc_lite.train.arguments import batch_shape
 
     preset_cfg, _ = make_config(args.tiny)
     micro, accum = batch_shape(preset_cfg)

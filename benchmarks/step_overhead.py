@@ -7,7 +7,7 @@ Hardware: any CPU (2 cores is the reference) or a GPU. Time: ~1-2 min with built
     python benchmarks/step_overhead.py --model builtin:smollm2-135m --rounds 2 --steps 2 --clip 32
 
 Both arms get the same model (two identical copies), data, reward and GRPOConfig (built by
-``egrc_lite.train.trainer.build_grpo_config`` from one compression stage). The arms alternate in rounds
+``egrc_lite.train.arguments.build_grpo_config`` from one compression stage). The arms alternate in rounds
 (A B, then B A, ...) so drift of the machine's load hits both; each round builds a fresh trainer on the
 arm's model and times its optimiser steps (on_step_begin -> on_step_end), dropping the first step of the
 round as warm-up. The reward is a synthetic one with a mix of positive and zero values (``--reward
@@ -58,7 +58,8 @@ def main() -> None:
     from egrc_lite.config import EgrcConfig
     from egrc_lite.data import load_problems, to_prompt_dataset
     from egrc_lite.train.rewards import build_reward_funcs
-    from egrc_lite.train.trainer import build_grpo_config, make_trainer_class
+    from egrc_lite.train.arguments import build_grpo_config
+    from egrc_lite.train.trainer import make_trainer_class
 
     if args.threads:
         torch.set_num_threads(args.threads)

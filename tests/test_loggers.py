@@ -60,7 +60,7 @@ def test_tensorboard_run_writes_training_scalars_under_the_run(tmp_path):
 
 
 def test_grpo_config_gets_report_to():
-    from egrc_lite.train.trainer import build_grpo_config
+    from egrc_lite.train.arguments import build_grpo_config
 
     stage = _cfg().schedule.stages[0]
     assert build_grpo_config(_cfg(), stage, output_dir="unused").report_to == []

@@ -39,7 +39,7 @@ def test_required_presets_exist():
 @pytest.mark.parametrize("name", ["r1-1.5b", "r1-7b-qlora"])
 def test_gpu_presets_roll_out_64_completions_in_micro_batches_of_8(name):
     """~5k-token sequences: 64 in one micro-batch (and in TRL's no-grad log-prob pass) do not fit one GPU."""
-    from egrc_lite.train.trainer import batch_shape
+    from egrc_lite.train.arguments import batch_shape
 
     cfg = resolve(name)
     micro, accum = batch_shape(cfg)

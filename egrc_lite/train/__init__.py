@@ -2,8 +2,9 @@
 
 Owns: the reward formulas and the TRL reward callables (``rewards``), advantages (``advantages``),
 the stage plan and automatic switch (``schedule``), all pure; the TRL ``GRPOTrainer`` subclass,
-the only module that knows TRL internals (``trainer``); the stage loop with resume
-(``runner``) and where ``train.report_to``'s loggers write (``loggers``). :func:`run_schedule` is the entry point: it loads the training backend first
+the only module that knows TRL internals (``trainer``), with rollouts from merged LoRA weights
+(``fastgen``); each stage's ``GRPOConfig`` (``arguments``); the stage loop with resume (``runner``);
+and ``train.report_to``'s loggers (``loggers``). :func:`run_schedule` is the entry point: it loads the training backend first
 (unsloth, when chosen, must be imported before transformers, TRL and PEFT), then runs the stages.
 
 May import: analysis (token statistics logged every step), backends, config, data, runs, errors.

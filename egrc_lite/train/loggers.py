@@ -1,4 +1,5 @@
-"""``train.report_to``'s loggers around the stages: where they write (``<run>/logs``) and wandb's defaults.
+"""``train.report_to``'s loggers around the stages: where they write (``<run>/logs``), wandb's defaults and
+the tensorboard callback the trainer gets.
 
 TRL and transformers do the logging; this module only points them at the run folder, keeps wandb from
 prompting for a login (offline without an API key) and closes wandb's run at each stage's end.
@@ -7,11 +8,13 @@ prompting for a login (offline without an API key) and closes wandb's run at eac
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 from egrc_lite.config import EgrcConfig
 from egrc_lite.runs import RunDir
@@ -75,3 +78,25 @@ def finish_wandb_run(cfg: EgrcConfig) -> None:
     wandb = sys.modules.get("wandb") if "wandb" in cfg.train.loggers else None
     if wandb is not None and getattr(wandb, "run", None) is not None:
         wandb.finish()
+
+
+@functools.cache
+def _tensorboard_callback_class() -> type:
+    from transformers.integrations import TensorBoardCallback
+
+    def on_log(self: Any, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
+               **kwargs: Any) -> None:
+        logs = {k: v for k, v in (logs or {}).items() if v is not None}
+        TensorBoardCallback.on_log(self, args, state, control, logs=logs, **kwargs)
+
+    return type("EgrcTensorBoardCallback", (TensorBoardCallback,), {"__module__": __name__, "on_log": on_log})
+
+
+def tensorboard_callback(logging_dir: str | None = None) -> Any:
+    """transformers' ``TensorBoardCallback`` writing to ``logging_dir`` (its default when ``None``: the env
+    ``TENSORBOARD_LOGGING_DIR``, else ``output_dir/runs/<time>_<host>``), quiet about TRL's ``None`` metrics
+    (e.g. ``clip_ratio/low_min`` of a step that kept no token), which it would warn about at every step."""
+    callback = _tensorboard_callback_class()()
+    if logging_dir is not None:
+        callback.logging_dir = logging_dir  # read at on_train_begin (transformers 5 has no args.logging_dir)
+    return callback

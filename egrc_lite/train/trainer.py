@@ -42,7 +42,6 @@ normaliser use global counts. On a machine without CUDA the config sets ``use_cp
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -323,28 +322,6 @@ def _make_skip_callback(trainer: Any) -> Any:
 _CLASSES: dict[type, type] = {}
 
 
-@functools.cache
-def _tensorboard_callback_class() -> type:
-    from transformers.integrations import TensorBoardCallback
-
-    def on_log(self: Any, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None,
-               **kwargs: Any) -> None:
-        logs = {k: v for k, v in (logs or {}).items() if v is not None}
-        TensorBoardCallback.on_log(self, args, state, control, logs=logs, **kwargs)
-
-    return type("EgrcTensorBoardCallback", (TensorBoardCallback,), {"__module__": __name__, "on_log": on_log})
-
-
-def tensorboard_callback(logging_dir: str | None = None) -> Any:
-    """transformers' ``TensorBoardCallback`` writing to ``logging_dir`` (its default when ``None``: the env
-    ``TENSORBOARD_LOGGING_DIR``, else ``output_dir/runs/<time>_<host>``), quiet about TRL's ``None`` metrics
-    (e.g. ``clip_ratio/low_min`` of a step that kept no token), which it would warn about at every step."""
-    callback = _tensorboard_callback_class()()
-    if logging_dir is not None:
-        callback.logging_dir = logging_dir  # read at on_train_begin (transformers 5 has no args.logging_dir)
-    return callback
-
-
 def make_trainer_class(base: type | None = None) -> type:
     """``EgrcTrainerMixin`` on top of ``base`` (default: the current ``trl.GRPOTrainer``), cached.
 
@@ -370,58 +347,6 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def batch_shape(cfg: EgrcConfig) -> tuple[int, int]:
-    """``(per_device_train_batch_size, gradient_accumulation_steps)`` for one optimiser step of
-    ``train.prompts_per_step`` prompts x ``G`` completions per process."""
-    from egrc_lite.config import ConfigError
-
-    completions = cfg.train.prompts_per_step * cfg.train.num_generations
-    accum = cfg.train.gradient_accumulation_steps
-    if completions % accum:
-        raise ConfigError(f"train.prompts_per_step * train.num_generations = {completions} completions per step "
-                          f"must be divisible by train.gradient_accumulation_steps ({accum})")
-    return completions // accum, accum
-
-
-def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, seed: int | None = None,
-                      **overrides: Any) -> Any:
-    """TRL's ``GRPOConfig`` for one stage: one optimiser step = ``prompts_per_step`` prompts x ``G``.
-
-    Loss "dapo" divides by ``num_items_in_batch`` (the kept tokens, see the module doc); one
-    generation per optimiser step (``steps_per_generation = gradient_accumulation_steps``,
-    ``num_iterations = 1``), so samples are on-policy and the clipped ratio is 1.
-    """
-    import dataclasses
-
-    from trl import GRPOConfig
-
-    per_device, accum = batch_shape(cfg)
-    train, dtype = cfg.train, cfg.model.dtype
-    kwargs: dict[str, Any] = dict(
-        output_dir=output_dir, max_steps=stage.steps, seed=train.seed if seed is None else seed,
-        per_device_train_batch_size=per_device, gradient_accumulation_steps=accum, steps_per_generation=accum,
-        num_generations=train.num_generations, num_iterations=1,
-        temperature=stage.temperature, top_p=stage.top_p, max_completion_length=stage.max_completion_length,
-        epsilon=stage.epsilon_low, epsilon_high=stage.epsilon_high, beta=stage.kl_beta,
-        learning_rate=stage.learning_rate or train.learning_rate, lr_scheduler_type=train.lr_scheduler_type,
-        # transformers 5 reads a float below 1 in warmup_steps as a ratio of the total steps
-        warmup_steps=train.warmup_ratio, weight_decay=train.weight_decay, max_grad_norm=train.max_grad_norm,
-        optim=train.optim, loss_type="dapo", scale_rewards="group" if stage.mode == "explore" else "none",
-        logging_steps=1, report_to=train.loggers or "none", save_strategy="steps", save_steps=train.save_steps,
-        save_total_limit=train.save_total_limit, bf16=dtype == "bfloat16" and torch.cuda.is_available(),
-        fp16=dtype == "float16" and torch.cuda.is_available(),
-        log_completions=False, disable_tqdm=True,
-        remove_unused_columns=False, dataloader_num_workers=0,
-        use_cpu=not torch.cuda.is_available(),  # lets torchrun / `accelerate launch --multi_gpu` run on CPUs
-    )
-    # transformers >= 5.2x renamed gradient_checkpointing (TRL defaults it to True) to activation_checkpointing
-    names = {f.name for f in dataclasses.fields(GRPOConfig)}
-    kwargs["activation_checkpointing" if "activation_checkpointing" in names else "gradient_checkpointing"] = \
-        cfg.model.gradient_checkpointing
-    kwargs.update(overrides)
-    return GRPOConfig(**kwargs)
-
-
 def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: Any, dataset: Any, *,
                   output_dir: str, seed: int | None = None, reward_funcs: list[Any] | None = None,
                   callbacks: list[Any] | None = None, trainer_class: type | None = None,
@@ -436,6 +361,8 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
     from transformers.integrations import TensorBoardCallback
     from transformers.trainer_callback import PrinterCallback, ProgressCallback
 
+    from egrc_lite.train.arguments import build_grpo_config
+    from egrc_lite.train.loggers import tensorboard_callback
     from egrc_lite.train.rewards import build_reward_funcs
 
     args = build_grpo_config(cfg, stage, output_dir=output_dir, seed=seed, **config_overrides)
