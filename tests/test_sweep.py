@@ -518,7 +518,9 @@ def test_ctrl_c_stops_the_child_and_the_sweep_and_a_rerun_resumes(tmp_path):
                 os.kill(child.pid, signal.SIGINT)
             raise KeyboardInterrupt
 
-    plan = plan_sweep(["smoke"], ["train.seed=0"])
+    # 20 steps: the child is still training when the parent replays its first step (under load the
+    # parent may lag a few of the smoke preset's sub-second steps behind)
+    plan = plan_sweep(["smoke"], ["train.seed=0"], ["schedule.stages.0.steps=20"])
     out = tmp_path / "sw"
     with pytest.raises(KeyboardInterrupt):
         run_sweep(plan, out, train_progress=CtrlC(), isolate=True)

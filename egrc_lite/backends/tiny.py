@@ -31,7 +31,7 @@ from egrc_lite.runs import respect_umask
 logger = logging.getLogger(__name__)
 
 TINY_SEED = 0
-TINY_FORMAT_VERSION = 4  # bump when the builder changes, so stale caches are not reused
+TINY_FORMAT_VERSION = 5  # bump when the builder changes, so stale caches are not reused
 
 BOS, EOS, PAD = "<|im_start|>", "<|im_end|>", "<|endoftext|>"
 THINK_TOKENS = ["<think>", "</think>"]
@@ -70,7 +70,9 @@ def _corpus(n: int = 600, seed: int = TINY_SEED) -> list[str]:
     rng = random.Random(seed)
     texts = []
     for p in arithmetic_problems(n, seed):
-        think = rng.choice(["Let me add.", "So the answer is", "Wait, check again.", "Therefore", "First, compute."])
+        # connector words ("wait", "so", "therefore", "now", "then") appear as whole tokens, whatever the wordings
+        think = rng.choice(["Let me add.", "So the answer is", "Wait, check again.", "Therefore", "First, compute.",
+                            "I have it now.", "Add them, then check."])
         answer = f"{think} {p.answer}\n</think>\nThe answer is \\boxed{{{p.answer}}}."
         user = f"{p.problem}\n{DEFAULT_PROMPT_SUFFIX}"
         texts.append(render_chat([{"role": "user", "content": user}], add_generation_prompt=True) + answer + EOS)
