@@ -125,13 +125,30 @@ class RewardConfig(_Strict):
     length_penalty_mode: Literal["continuous", "step"] = "continuous"
 
 
+PAPER_LENGTH_CLIP = 4096  # L of the compression stage (method.md s2)
+LENGTH_CLIP_MODES = ("compress", "entangled")
+"""The modes whose ``length_clip`` an explore stage after them inherits (method.md s3)."""
+
+
 class StageConfig(_Strict):
-    """One stage of the schedule. ``None`` values are filled from the mode (method.md s2-3)."""
+    """One stage of the schedule. ``None`` values are filled from the mode (method.md s2-3).
+
+    ``length_clip`` left unset (``None``) is the paper's 4096 for a stage on its own; inside a
+    :class:`ScheduleConfig` an explore stage without one takes the ``length_clip`` of the closest
+    compress or entangled stage before it in run order (method.md s3). A value filled in here is
+    not counted as set (``model_fields_set``), so ``model_dump(exclude_unset=True)`` gives what was
+    chosen, not what was derived.
+
+    >>> StageConfig(mode="explore", steps=1).length_clip, StageConfig(mode="explore", steps=1).max_completion_length
+    (4096, 8192)
+    """
 
     name: str | None = None
     mode: StageMode
     steps: int = Field(..., ge=0)
-    length_clip: int = Field(4096, ge=1, description="L: generation cap in stage 1 [paper 4096]")
+    length_clip: int | None = Field(
+        None, ge=1, description="L: the compression clip [paper 4096]; an explore stage penalises length beyond "
+        "it and, unset, inherits the L of the compression stage before it")
     max_completion_length: int | None = Field(None, ge=1, description="default L (compress) or 2L (explore)")
     temperature: float | None = Field(None, gt=0.0, description="[our default 0.6 compress, 1.0 explore]")
     top_p: float | None = Field(None, gt=0.0, le=1.0, description="[our default 0.95 compress, 1.0 explore]")
@@ -144,6 +161,9 @@ class StageConfig(_Strict):
     @model_validator(mode="after")
     def _fill_mode_defaults(self) -> StageConfig:
         explore = self.mode == "explore"
+        if self.length_clip is None:
+            object.__setattr__(self, "length_clip", PAPER_LENGTH_CLIP)
+            self.__pydantic_fields_set__.discard("length_clip")
         fill = {
             "name": self.mode,
             "max_completion_length": 2 * self.length_clip if explore else self.length_clip,
@@ -154,6 +174,7 @@ class StageConfig(_Strict):
         for key, value in fill.items():
             if getattr(self, key) is None:
                 object.__setattr__(self, key, value)
+                self.__pydantic_fields_set__.discard(key)
         return self
 
 
@@ -178,6 +199,44 @@ class ScheduleConfig(_Strict):
         None, description="run the stages in this order, by name (e.g. [explore, compress] for the ablation)")
     auto_switch: AutoSwitchConfig = Field(default_factory=AutoSwitchConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _inherit_length_clip(cls, data: Any) -> Any:
+        """An explore stage without its own ``length_clip`` takes that of the closest compress (or entangled)
+        stage before it in run order (``order`` applied; stages of 0 steps count), and so a cap of ``2L``
+        unless it sets ``max_completion_length``; with none before it (explore first) it keeps 4096
+        (method.md s3).
+
+        >>> cfg = ScheduleConfig.model_validate({"stages": [{"mode": "compress", "steps": 1, "length_clip": 2048},
+        ...                                                 {"mode": "explore", "steps": 1}]})
+        >>> [(s.length_clip, s.max_completion_length) for s in cfg.stages]
+        [(2048, 2048), (2048, 4096)]
+        >>> cfg = ScheduleConfig.model_validate({"order": ["explore", "compress"], "stages": [
+        ...     {"mode": "compress", "steps": 1, "length_clip": 2048}, {"mode": "explore", "steps": 1}]})
+        >>> [(s.mode, s.length_clip, s.max_completion_length) for s in cfg.stages]
+        [('explore', 4096, 8192), ('compress', 2048, 2048)]
+        """
+        if not isinstance(data, dict) or not isinstance(data.get("stages"), list):
+            return data
+        stages = list(data["stages"])
+        views = [s.model_dump(exclude_unset=True) if isinstance(s, StageConfig) else s for s in stages]
+        if not all(isinstance(v, dict) for v in views):
+            return data  # stage validation reports it
+        names = [v.get("name") or v.get("mode") for v in views]
+        order = data.get("order")
+        run_order = range(len(views))
+        if (isinstance(order, list) and all(isinstance(n, str) for n in [*order, *names])
+                and len(set(names)) == len(names) and sorted(order) == sorted(names)):
+            run_order = [names.index(name) for name in order]  # else _apply_order reports it
+        clip = None
+        for i in run_order:
+            view = views[i]
+            if view.get("mode") in LENGTH_CLIP_MODES:
+                clip = view.get("length_clip") if view.get("length_clip") is not None else PAPER_LENGTH_CLIP
+            elif view.get("mode") == "explore" and view.get("length_clip") is None and clip is not None:
+                stages[i] = {**view, "length_clip": clip}
+        return {**data, "stages": stages}
+
     @model_validator(mode="after")
     def _apply_order(self) -> ScheduleConfig:
         if self.order is None:
@@ -196,6 +255,12 @@ class TrainConfig(_Strict):
     num_generations: int = Field(8, ge=2, description="G: completions per prompt [our default 8]")
     prompts_per_step: int = Field(2, ge=1, description="prompts per optimiser step (per process)")
     gradient_accumulation_steps: int = Field(1, ge=1)
+    loss_aggregation: Literal["token", "sequence"] = Field(
+        "token", description="token: mean over all kept tokens of the step [our default]; sequence: mean over each "
+        "kept sample's tokens, then over the step's kept samples (the paper's s3.1 1/|o|)")
+    num_iterations: int = Field(
+        1, ge=1, description="optimiser passes over each generation (TRL's mu); above 1 the ratio leaves 1 and "
+        "the PPO clip binds; a stage's steps count passes [our default 1: on-policy]")
     lr_scheduler_type: str = "constant"
     warmup_ratio: float = Field(0.0, ge=0.0, lt=1.0)
     weight_decay: float = Field(0.0, ge=0.0)
@@ -262,7 +327,8 @@ class AnalysisConfig(_Strict):
     connectors: list[str] = Field(default_factory=lambda: list(DEFAULT_CONNECTORS))
     track_entropy: bool = Field(True, description="log connector metrics and, where the backend's loss returns "
                                 "no token entropies (unsloth), measure them with an extra no-grad forward; "
-                                "auto_switch.metric=entropy needs it")
+                                "also log entropy_t1/mean (one no-grad LM-head pass at T = 1 when the stage's "
+                                "temperature is not 1); auto_switch.metric=entropy needs it")
 
 
 class EgrcConfig(_Strict):

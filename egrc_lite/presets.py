@@ -34,7 +34,10 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_PRESET = "default"
 _FLOAT = re.compile(r"[-+]?(\d+\.?\d*|\.\d+)[eE][-+]?\d+")
-MODE_DERIVED = ("name", "max_completion_length", "temperature", "top_p", "epsilon_high")
+MODE_DERIVED = ("name", "length_clip", "max_completion_length", "temperature", "top_p", "epsilon_high")
+"""Stage keys the defaults leave open for validation to fill (from the mode, or ``length_clip`` from the
+compression stage before an explore stage), so a preset or ``--set`` that changes what they derive from
+moves them too."""
 
 
 def preset_dirs() -> list[Path]:
@@ -255,7 +258,8 @@ def resolve(preset: str | list[str] | None = DEFAULT_PRESET, overrides: list[str
 
 
 def _base_dict() -> dict[str, Any]:
-    """The defaults as a dict, with the mode-derived stage values left open (None) for validation to fill."""
+    """The defaults as a dict, with the derived stage values (:data:`MODE_DERIVED`) left open (None) for validation
+    to fill."""
     base = EgrcConfig().model_dump(mode="python")
     for stage in base["schedule"]["stages"]:
         for key in MODE_DERIVED:

@@ -100,3 +100,43 @@ def test_deep_merge_replaces_lists_and_keeps_inputs():
     base = {"a": {"x": 1, "l": [1, 2]}}
     out = deep_merge(base, {"a": {"l": [3]}})
     assert out == {"a": {"x": 1, "l": [3]}} and base == {"a": {"x": 1, "l": [1, 2]}}
+
+
+def test_set_on_the_compression_clip_reaches_an_inheriting_exploration_stage():
+    """``--set schedule.stages.compress.length_clip`` moves the explore stage's L and 2L cap too (method.md s3),
+    on the built-in defaults and on a preset's own stage list; an explicit explore value wins."""
+    for presets in ([], ["r1-1.5b"]):
+        compress, explore = resolve(presets, ["schedule.stages.compress.length_clip=2048"]).schedule.stages
+        assert (compress.length_clip, compress.max_completion_length) == (2048, 2048), presets
+        assert (explore.length_clip, explore.max_completion_length) == (2048, 4096), presets
+    own = resolve("r1-1.5b", ["schedule.stages.compress.length_clip=2048",
+                              "schedule.stages.explore.max_completion_length=5000"]).schedule.stages[1]
+    assert (own.length_clip, own.max_completion_length) == (2048, 5000)
+    own = resolve("r1-1.5b", ["schedule.stages.compress.length_clip=2048",
+                              "schedule.stages.explore.length_clip=1000"]).schedule.stages[1]
+    assert (own.length_clip, own.max_completion_length) == (1000, 2000)
+
+
+def test_presets_show_composes_presets_like_compress():
+    """``presets show`` takes NAME arguments and repeated --preset, composed as ``compress --preset`` composes."""
+    import yaml
+    from typer.testing import CliRunner
+
+    from egrc_lite.cli.app import app
+
+    def shown(*args):
+        result = CliRunner().invoke(app, ["presets", "show", *args])
+        assert result.exit_code == 0, result.output
+        return result.output, yaml.safe_load("\n".join(l for l in result.output.splitlines() if not l.startswith("#")))
+
+    for args in (["r1-1.5b", "--preset", "ablations/lc2048"], ["r1-1.5b", "ablations/lc2048"],
+                 ["-p", "r1-1.5b", "-p", "ablations/lc2048"]):
+        output, body = shown(*args)
+        explore = body["schedule"]["stages"][1]
+        assert (explore["mode"], explore["length_clip"], explore["max_completion_length"]) == ("explore", 2048, 4096)
+        assert body == resolve(["r1-1.5b", "ablations/lc2048"]).model_dump(mode="json")
+        assert "# ---- preset ablations/lc2048" in output and "Paper setting" in output
+    output, body = shown("smoke", "--set", "train.seed=3")  # one NAME, as before
+    assert body["train"]["seed"] == 3 and "# ----" not in output
+    _, body = shown()
+    assert body == resolve("default").model_dump(mode="json")

@@ -26,11 +26,20 @@ rs = st.floats(min_value=1e-6, max_value=1 - 1e-6)
 # ---------------------------------------------------------------------------- shaping properties
 
 
+# shape_length clamps f to [r, 1], which would make endpoint and bound checks on it true for any formula
+# (a too-steep lambda reaches r before L and is then held there). So these check the formulas themselves
+# (R.SHAPES, no clamp), and that the clamp only ever corrects rounding.
+TOL = 1e-12
+
+
 @settings(max_examples=200, deadline=None)
 @given(kind=st.sampled_from(KINDS), clip=clips, r=rs)
 def test_shape_endpoints(kind, clip, r):
-    assert R.shape_length(kind, 0, clip, r) == pytest.approx(1.0, abs=1e-12)
-    assert R.shape_length(kind, clip, clip, r) == pytest.approx(r, abs=1e-12)
+    raw = R.SHAPES[kind]
+    assert raw(0.0, clip, r) == pytest.approx(1.0, abs=TOL)
+    assert raw(float(clip), clip, r) == pytest.approx(r, abs=TOL)
+    assert R.shape_length(kind, 0, clip, r) == pytest.approx(1.0, abs=TOL)
+    assert R.shape_length(kind, clip, clip, r) == pytest.approx(r, abs=TOL)
 
 
 @settings(max_examples=200, deadline=None)
@@ -38,14 +47,25 @@ def test_shape_endpoints(kind, clip, r):
 def test_shape_monotone_and_bounded(kind, clip, r, data):
     a = data.draw(st.integers(min_value=0, max_value=clip))
     b = data.draw(st.integers(min_value=a, max_value=clip))
-    fa, fb = R.shape_length(kind, a, clip, r), R.shape_length(kind, b, clip, r)
-    assert r <= fb <= fa <= 1.0
+    fa, fb = R.SHAPES[kind](float(a), clip, r), R.SHAPES[kind](float(b), clip, r)
+    assert r - TOL <= fb <= fa + TOL and fa <= 1.0 + TOL
+    assert R.shape_length(kind, a, clip, r) == pytest.approx(fa, abs=TOL)  # the clamp only guards rounding
+    assert r <= R.shape_length(kind, b, clip, r) <= R.shape_length(kind, a, clip, r) <= 1.0
 
 
 @settings(max_examples=50, deadline=None)
 @given(kind=st.sampled_from(KINDS), clip=clips, r=rs, extra=st.integers(min_value=1, max_value=10**6))
 def test_shape_beyond_clip_stays_at_r(kind, clip, r, extra):
-    assert R.shape_length(kind, clip + extra, clip, r) == pytest.approx(r, abs=1e-12)
+    assert R.shape_length(kind, clip + extra, clip, r) == R.shape_length(kind, clip, clip, r)
+    assert R.SHAPES[kind](float(clip), clip, r) == pytest.approx(r, abs=TOL)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_shape_is_strictly_between_r_and_1_inside_the_clip(kind):
+    """A formula that reaches r (or leaves 1) too early fails here, whatever the clamp does."""
+    for clip, r in ((10, 0.5), (4096, 0.5), (4096, 0.1), (100, 0.9)):
+        values = [R.shape_length(kind, x, clip, r) for x in range(1, clip)]
+        assert all(r < v < 1.0 for v in values), (clip, r)
 
 
 @pytest.mark.parametrize(
@@ -222,14 +242,92 @@ def test_exploration_callables_give_format_answer_and_length_parts(fake_grading)
 
 def test_callables_pickle_round_trip(fake_grading):
     cfg = RewardConfig(shape="cosine", r=0.25)
-    funcs = [RF.CompressionReward(cfg, 8), RF.FormatReward(cfg), RF.AnswerReward(cfg), RF.LengthPenaltyReward(cfg, 8)]
+    unanswered = dict(max_completion_length=12, eos_token_ids=[2], think_opened=False)
+    funcs = [RF.CompressionReward(cfg, 8, **unanswered), RF.FormatReward(cfg, **unanswered),
+             RF.AnswerReward(cfg, **unanswered), RF.LengthPenaltyReward(cfg, 8)]
     kw = _trl_kwargs(["3", "3"])
     args = dict(prompts=["q", "q"], completions=["x</think>\\boxed{3}", "y"], completion_ids=[[1] * 4, [1] * 12])
     for fn in funcs:
         clone = pickle.loads(pickle.dumps(fn))
-        assert type(clone) is type(fn) and clone.__name__ == fn.__name__
+        assert type(clone) is type(fn) and clone.__name__ == fn.__name__ and vars(clone) == vars(fn)
         assert clone(**args, **kw) == fn(**args, **kw)
     assert funcs[0](**args, **kw) == [pytest.approx(0.25 + 0.75 * (1 + math.cos(math.pi / 2)) / 2), 0.0]
+
+
+# ---------------------------------------------------------------------------- unanswered completions
+
+
+CUT_BOXED = "let me try \\boxed{42} and then check whether"  # a tentative box while thinking, cut off
+
+
+def _explore(length_clip=4, **unanswered):
+    """The explore callables of a stage with clip L = length_clip (cap 2L), maybe bound to a trainer."""
+    stage = StageConfig(mode="explore", steps=1, length_clip=length_clip)
+    funcs = RF.build_reward_funcs("explore", RewardConfig(), stage)
+    if unanswered:
+        RF.bind_trainer(funcs, types.SimpleNamespace(**unanswered))
+    return funcs
+
+
+def _parts(funcs, texts, ids, prompts=None):
+    prompts = prompts or ["q"] * len(texts)
+    return [f(prompts=prompts, completions=texts, completion_ids=ids, **_trl_kwargs(["42"] * len(texts)))
+            for f in funcs]
+
+
+def test_truncated_completion_with_a_boxed_answer_gets_no_answer_or_format_reward(fake_grading):
+    """Cut at the cap 2L = 8 without EOS: unanswered (answer 0, format 0) and the full length penalty."""
+    fmt, ans, length = _parts(_explore(), [CUT_BOXED, "x</think>\\boxed{42} so", "x</think>\\boxed{42}"],
+                              [[7] * 8, [7] * 8, [7] * 7])
+    assert ans == [0.0, 0.0, 1.0]
+    assert fmt == [0.0, 0.0, 0.1]
+    assert length == [pytest.approx(-0.001), pytest.approx(-0.001), pytest.approx(-0.00075)]
+    assert all(pairs == [("x</think>\\boxed{42}", "42")] for pairs, _ in fake_grading.calls)  # only it is graded
+
+
+def test_eos_at_the_cap_is_an_answer_once_the_trainer_tells_the_eos_ids(fake_grading):
+    text, ids = "x</think>\\boxed{42}", [[7] * 7 + [2]]  # 8 tokens, the last an EOS
+    assert [p[0] for p in _parts(_explore(), [text], ids)] == [0.0, 0.0, pytest.approx(-0.001)]  # EOS unknown
+    bound = _explore(eos_token_ids=[2], processing_class=None)
+    assert [p[0] for p in _parts(bound, [text], ids)] == [0.1, 1.0, pytest.approx(-0.001)]
+    assert [p[0] for p in _parts(bound, [text], [[7] * 8])] == [0.0, 0.0, pytest.approx(-0.001)]
+
+
+class _ThinkTemplate:
+    """A tokenizer whose chat template opens ``<think>`` (as DeepSeek-R1-Distill's does)."""
+
+    def apply_chat_template(self, messages, tokenize=False, add_generation_prompt=False):
+        return "<|User|>" + messages[-1]["content"] + "<|Assistant|><think>\n"
+
+
+def test_thinking_never_closed_is_unanswered_when_the_template_opened_it(fake_grading):
+    short = ["so \\boxed{42}"]  # ended by itself (EOS) before the cap, no </think>
+    conv = [[{"role": "user", "content": "q"}]]
+    assert [p[0] for p in _parts(_explore(), short, [[7, 2]], conv)] == [0.0, 1.0, 0.0]  # no <think>: whole text
+    opened = _explore(eos_token_ids=[2], processing_class=_ThinkTemplate())
+    assert opened[1].think_opened and RF.template_opens_think(_ThinkTemplate())
+    assert [p[0] for p in _parts(opened, short, [[7, 2]], conv)] == [0.0, 0.0, 0.0]
+    assert [p[0] for p in _parts(opened, ["a</think>\\boxed{42}"], [[7, 2]], conv)] == [0.1, 1.0, 0.0]
+    # a text prompt that ends inside <think>, or a completion that opens one itself, without the template
+    assert [p[0] for p in _parts(_explore(), short, [[7, 2]], ["<|Assistant|><think>\n"])] == [0.0, 0.0, 0.0]
+    assert [p[0] for p in _parts(_explore(), ["<think>so \\boxed{42}"], [[7, 2]])] == [0.0, 0.0, 0.0]
+
+
+def test_compression_reward_ignores_an_answer_inside_unclosed_thinking(fake_grading):
+    fn = RF.CompressionReward(RewardConfig(shape="linear"), 10, think_opened=True)
+    out = fn(prompts=["q"] * 2, completions=["so \\boxed{42}", "a</think>\\boxed{42}"], completion_ids=[[7] * 5] * 2,
+             **_trl_kwargs(["42", "42"]))
+    assert out == [0.0, pytest.approx(0.75)]
+
+
+def test_build_reward_funcs_passes_the_stage_cap_and_the_trainer_binds_the_rest():
+    stage = StageConfig(mode="explore", steps=1, length_clip=100)
+    funcs = RF.build_reward_funcs("explore", RewardConfig(), stage, eos_token_ids=[5], think_opened=True)
+    assert [(f.max_completion_length, f.eos_token_ids, f.think_opened) for f in funcs[:2]] == [(200, (5,), True)] * 2
+    (comp,) = RF.build_reward_funcs("compress", RewardConfig(), StageConfig(mode="compress", steps=1, length_clip=64))
+    assert comp.max_completion_length == 64
+    RF.bind_trainer([comp, len], types.SimpleNamespace(eos_token_ids=[1, 2], processing_class=object()))
+    assert (comp.eos_token_ids, comp.think_opened) == ((1, 2), False)
 
 
 def test_missing_inputs_raise_helpful_errors(fake_grading):

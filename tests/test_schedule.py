@@ -65,6 +65,55 @@ def test_plan_unique_names_and_dropped_empty_stages():
     assert [(p.index, p.name) for p in plan] == [(0, "compress"), (2, "compress-2"), (3, "base")]
 
 
+def _clips(schedule: ScheduleConfig) -> list[tuple[str, int, int]]:
+    return [(s.name, s.length_clip, s.max_completion_length) for s in schedule.stages]
+
+
+def test_explore_stage_inherits_the_preceding_compression_clip():
+    """method.md s3: stage 2 penalises length beyond stage 1's L and generates up to 2L."""
+    sched = _schedule([{"mode": "compress", "steps": 2, "length_clip": 100}, {"mode": "explore", "steps": 1}])
+    assert _clips(sched) == [("compress", 100, 100), ("explore", 100, 200)]
+    plan = plan_stages(sched)
+    assert (plan[1].config.length_clip, plan[1].config.max_completion_length) == (100, 200)
+
+
+def test_inheritance_follows_run_order_and_the_closest_compression_stage():
+    stages = [{"mode": "compress", "steps": 1, "length_clip": 100, "name": "a"},
+              {"mode": "explore", "steps": 1, "name": "x"},
+              {"mode": "compress", "steps": 0, "length_clip": 300, "name": "b"},  # 0 steps still counts
+              {"mode": "explore", "steps": 1, "name": "y"},
+              {"mode": "entangled", "steps": 1, "length_clip": 50, "name": "e"},
+              {"mode": "explore", "steps": 1, "name": "z", "max_completion_length": 70}]
+    assert _clips(_schedule(stages)) == [("a", 100, 100), ("x", 100, 200), ("b", 300, 300), ("y", 300, 600),
+                                         ("e", 50, 50), ("z", 50, 70)]
+    reordered = ScheduleConfig.model_validate({"stages": stages, "order": ["x", "b", "y", "a", "z", "e"]})
+    assert _clips(reordered) == [("x", 4096, 8192), ("b", 300, 300), ("y", 300, 600), ("a", 100, 100),
+                                 ("z", 100, 70), ("e", 50, 50)]
+
+
+def test_explicit_explore_clip_wins_and_explore_first_keeps_the_default():
+    own = _schedule([{"mode": "compress", "steps": 1, "length_clip": 100},
+                     {"mode": "explore", "steps": 1, "length_clip": 30}])
+    assert _clips(own)[1] == ("explore", 30, 60)
+    first = ScheduleConfig.model_validate({"order": ["explore", "compress"], "stages": [
+        {"mode": "compress", "steps": 1, "length_clip": 100}, {"mode": "explore", "steps": 1}]})
+    assert _clips(first) == [("explore", 4096, 8192), ("compress", 100, 100)]
+
+
+def test_inheritance_from_stage_objects_and_round_trip():
+    """Stages given as StageConfig objects inherit too (a derived value is not 'set'); dumping and
+    validating again gives the same schedule."""
+    from egrc_lite.config import StageConfig
+
+    explore = StageConfig(mode="explore", steps=1)
+    assert (explore.length_clip, explore.max_completion_length) == (4096, 8192)  # on its own: the paper's L
+    assert "length_clip" not in explore.model_fields_set
+    sched = ScheduleConfig(stages=[StageConfig(mode="compress", steps=1, length_clip=64), explore])
+    assert _clips(sched) == [("compress", 64, 64), ("explore", 64, 128)]
+    assert explore.length_clip == 4096  # the object passed in is not changed
+    assert ScheduleConfig.model_validate(sched.model_dump(mode="json")) == sched
+
+
 # ---------------------------------------------------------------------------- decision on curves
 
 

@@ -97,6 +97,21 @@ def _handmade(trainer, tokenizer, lengths: list[int], *, token_offset: int = 10)
 LENGTHS = [3, 5, 2, 4, 6, 1, 3, 2]
 
 
+def test_build_trainer_tells_the_rewards_its_eos_ids_and_that_the_template_opens_think(tmp_path):
+    """Without them a completion ending in EOS exactly at the cap would count as cut off (unanswered)."""
+    from egrc_lite.backends.hf import load_policy
+    from egrc_lite.data import load_problems, to_prompt_dataset
+
+    cfg = tiny_cfg()
+    model, tokenizer, _ = load_policy(cfg)
+    dataset = to_prompt_dataset(load_problems(cfg.data), cfg.data)
+    trainer = training.build_trainer(cfg, cfg.schedule.stages[1], model, tokenizer, dataset,
+                                     output_dir=str(tmp_path / "out"))
+    ours = [f for f in trainer.reward_funcs if hasattr(f, "think_opened")]
+    assert len(ours) == len(trainer.reward_funcs) >= 2
+    assert all(f.eos_token_ids == tuple(trainer.eos_token_ids) and f.think_opened for f in ours)
+
+
 # ---------------------------------------------------------------------------- hand-made batches
 
 
@@ -121,9 +136,14 @@ def test_compress_advantages_kept_mask_and_normaliser(tmp_path):
 def test_dropped_samples_do_not_touch_loss_or_gradient(tmp_path):
     rewards = [0.0, 0.5, 0.8, 0.0, 0.0, 0.0, 0.3, 0.0]
     trainer, model, tok = _trainer(tmp_path, "compress", [rewards])
+    # The second time the dropped rows (A = 0) get other tokens *and other lengths* (16 -> 26 tokens, up to the
+    # cap 8): with A = 0 their tokens add nothing to the loss sum, but left in the loss mask they would count in
+    # the normaliser, and the loss and gradient would change.
+    relengthed = [7, 5, 2, 1, 8, 4, 3, 6]
+    assert [relengthed[i] for i in (1, 2, 6)] == [LENGTHS[i] for i in (1, 2, 6)]
     grads = []
-    for offset in (10, 60):  # the dropped rows get different tokens the second time
-        out = _handmade(trainer, tok, LENGTHS, token_offset=offset)
+    for offset, lengths in ((10, LENGTHS), (60, relengthed)):
+        out = _handmade(trainer, tok, lengths, token_offset=offset)
         for i in (1, 2, 6):  # kept rows: the same tokens both times
             out["completion_ids"][i, : LENGTHS[i] - 1] = torch.arange(LENGTHS[i] - 1) + 10
         model.zero_grad()
@@ -268,12 +288,21 @@ def test_trl_seam_exists_with_expected_signature(name):
 
 @pytest.fixture(scope="module")
 def one_step_trainer(tmp_path_factory):
+    """One real training step; its stats are popped in ``on_log``, where the stage runner pops them."""
+    from transformers import TrainerCallback
+
     trainer, model, tok = _trainer(tmp_path_factory.mktemp("seam"), "compress", [[0.5, 0.0] * 4])
-    seen = {}
-    original = training.EgrcTrainerMixin.egrc_pop_step_stats
-    trainer.egrc_pop_step_stats = lambda: seen.setdefault("stats", original(trainer))
+    popped = []
+
+    class PopLikeTheRunner(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if logs and "loss" in logs and "train_runtime" not in logs:  # a step's log, not the summary
+                popped.append(trainer.egrc_pop_step_stats())
+
+    trainer.add_callback(PopLikeTheRunner())
     trainer.train()
-    return trainer, seen.get("stats") or original(trainer)
+    assert len(popped) == 1, popped  # one step, popped once, while training
+    return trainer, popped[0]
 
 
 def test_seam_calculate_rewards_is_called(one_step_trainer):

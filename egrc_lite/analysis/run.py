@@ -49,7 +49,8 @@ logger = logging.getLogger(__name__)
 REPORT = "report.json"
 RUNS_REPORT = "runs_report.json"
 CURVE_PANELS = (("mean length (tokens)", ("train/len/mean",)), ("accuracy", ("train/acc",)),
-                ("mean token entropy", ("train/entropy/mean",)))
+                ("mean token entropy at T = 1 (dashed: at the stage temperature)",
+                 ("train/entropy_t1/mean", "train/entropy/mean")))
 OPTIONAL_PANELS = (("connector share of completion tokens", ("train/connector/share",)),
                    ("mean entropy: connectors vs other tokens (dashed)", ("train/entropy/connector",
                                                                          "train/entropy/other")))

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import os
+import shutil
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from egrc_lite.backends.base import BackendError
 from egrc_lite.backends.sources import load_kwargs, load_tokenizer, resolve_model_source
+from egrc_lite.runs import respect_umask
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -96,3 +99,57 @@ def copy_adapter_weights(model: Any, folder: str | Path, what: str) -> None:
     unexpected = getattr(result, "unexpected_keys", None)
     if unexpected:
         raise BackendError(f"{what} does not fit the model: unexpected keys {unexpected[:3]}")
+
+
+REFERENCE_ADAPTER = "ref"
+"""The adapter TRL's ``GRPOTrainer`` adds to a PEFT policy as its KL reference when ``beta > 0``: a copy of
+``default`` as the trainer is built (a second one of that name is refused, so each stage first drops it)."""
+
+
+def drop_reference_adapter(model: Any) -> bool:
+    """Delete TRL's KL reference adapter from ``model`` (an earlier stage's); whether it had one."""
+    if REFERENCE_ADAPTER not in (getattr(model, "peft_config", None) or {}):
+        return False
+    model.delete_adapter(REFERENCE_ADAPTER)
+    return True
+
+
+def save_adapter_weights(model: Any, path: Path) -> None:
+    """Save the trainable (``default``) adapter's weights to the safetensors file ``path``, atomically."""
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    state = {k: v.detach().to("cpu").contiguous() for k, v in get_peft_model_state_dict(model).items()}
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_file(state, str(tmp))
+    respect_umask(tmp)  # safetensors writes 0600
+    os.replace(tmp, path)
+
+
+def load_reference_weights(model: Any, path: Path) -> bool:
+    """Load adapter weights saved by :func:`save_adapter_weights` into TRL's KL reference adapter of ``model``;
+    ``False`` when ``model`` has none (TRL then refers to the base model)."""
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    if REFERENCE_ADAPTER not in (getattr(model, "peft_config", None) or {}):
+        return False
+    result = set_peft_model_state_dict(model, load_file(str(path)), adapter_name=REFERENCE_ADAPTER)
+    if getattr(result, "unexpected_keys", None):
+        raise BackendError(f"{path} does not fit the model: unexpected keys {result.unexpected_keys[:3]}")
+    return True
+
+
+def save_adapter(model: Any, tokenizer: Any, target: Path) -> None:
+    """Save the PEFT adapter and tokenizer to ``target``, replacing it atomically (temp dir + rename)."""
+    tmp = target.with_name(f".{target.name}.tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp))
+    tokenizer.save_pretrained(str(tmp))
+    respect_umask(tmp)  # safetensors writes 0600: an adapter another account (a vLLM server) cannot read
+    old = target.with_name(f".{target.name}.old")
+    shutil.rmtree(old, ignore_errors=True)
+    if target.exists():
+        target.rename(old)
+    tmp.rename(target)
+    shutil.rmtree(old, ignore_errors=True)

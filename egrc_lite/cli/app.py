@@ -95,18 +95,28 @@ def presets_list() -> None:
 @presets_app.command("show")
 @user_errors
 def presets_show(
-    name: Annotated[str, typer.Argument(help="Preset name or .yaml path.")],
+    name: Annotated[Optional[list[str]], typer.Argument(
+        help="Preset names or .yaml paths, composed left to right like repeated --preset.", show_default=False)] = None,
+    preset: PresetOpt = None,
     overrides: SetOpt = None,
 ) -> None:
-    """Print a preset's header and its fully resolved config (defaults + preset + --set) as YAML."""
+    """Print the presets' headers and the fully resolved config (defaults + presets + --set) as YAML.
+
+    The presets compose exactly as `compress` composes them: NAME arguments first, then each --preset,
+    e.g. `presets show r1-1.5b --preset ablations/lc2048` (or `presets show r1-1.5b ablations/lc2048`).
+    """
     import yaml
 
-    from egrc_lite.presets import find_preset, resolve
+    from egrc_lite.presets import DEFAULT_PRESET, find_preset, read_preset_text, resolve
     from egrc_lite.cli.ui import console
 
-    path = find_preset(name)
-    cfg = resolve(name, overrides or [])
-    header = [line for line in path.read_text(encoding="utf-8").splitlines() if line.startswith("#")]
+    presets = [*(name or []), *(preset or [])] or [DEFAULT_PRESET]
+    cfg = resolve(presets, overrides or [])
+    header: list[str] = []
+    for item in presets:
+        if len(presets) > 1:
+            header.append(f"# ---- preset {item}")
+        header += [line for line in read_preset_text(find_preset(item)).splitlines() if line.startswith("#")]
     text = "\n".join(header) + "\n" + yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
     console.print(text, highlight=False, markup=False, soft_wrap=True)
 

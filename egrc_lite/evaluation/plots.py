@@ -31,8 +31,9 @@ TRAINING_KEYS = (
     ("train/len/mean", "mean length (tokens)"),
     ("train/acc", "accuracy"),
     ("train/reward/mean", "mean reward"),
-    ("train/entropy/mean", "mean token entropy"),
+    (("train/entropy_t1/mean", "train/entropy/mean"), "mean token entropy at T = 1 (dashed: stage temperature)"),
 )
+"""``(metric key(s), title)`` of the training-curve panels; a panel's second key is drawn dashed."""
 
 
 def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
@@ -164,13 +165,15 @@ def plot_training_curves(rows: Sequence[Mapping[str, Any]], path: str | Path, ti
         raise ValueError("no metric rows with a 'step'")
     changes = stage_changes(ordered)
     fig = _figure(10, 6.5)
-    for k, (key, label) in enumerate(TRAINING_KEYS):
+    for k, (keys, label) in enumerate(TRAINING_KEYS):
         ax = fig.add_subplot(2, 2, k + 1)
-        pts = [(r["step"], r[key]) for r in ordered if isinstance(r.get(key), (int, float))]
-        if pts:
-            ax.plot([p[0] for p in pts], [p[1] for p in pts], lw=1.3)
-        else:
-            ax.text(0.5, 0.5, f"no '{key}'", ha="center", va="center", transform=ax.transAxes, color="grey")
+        keys = (keys,) if isinstance(keys, str) else keys
+        for j, key in enumerate(keys):
+            pts = [(r["step"], r[key]) for r in ordered if isinstance(r.get(key), (int, float))]
+            if pts:
+                ax.plot([p[0] for p in pts], [p[1] for p in pts], "-" if j == 0 else "--", lw=1.3)
+        if not ax.lines:
+            ax.text(0.5, 0.5, f"no '{keys[0]}'", ha="center", va="center", transform=ax.transAxes, color="grey")
         for step, stage in changes:
             ax.axvline(step, ls="--", color="grey", lw=1)
             ax.annotate(stage, (step, 1), xycoords=("data", "axes fraction"), xytext=(3, -12),

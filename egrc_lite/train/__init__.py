@@ -3,7 +3,9 @@
 Owns: the reward formulas and the TRL reward callables (``rewards``), advantages (``advantages``),
 the stage plan and automatic switch (``schedule``), all pure; the TRL ``GRPOTrainer`` subclass,
 the only module that knows TRL internals (``trainer``), with rollouts from merged LoRA weights
-(``fastgen``); each stage's ``GRPOConfig`` (``arguments``); the stage loop with resume (``runner``);
+(``fastgen``), the kept-sample loss mask, normaliser and TRL guards (``loss_mask``) and the sampled
+completions it logs (``samples``); each stage's ``GRPOConfig`` (``arguments``); the stage loop (``runner``) and where a run restarts
+(``resume``);
 and ``train.report_to``'s loggers (``loggers``). :func:`run_schedule` is the entry point: it loads the training backend first
 (unsloth, when chosen, must be imported before transformers, TRL and PEFT), then runs the stages.
 

@@ -1,5 +1,6 @@
 """TRL's ``GRPOConfig`` for one stage, from the run's config: the batch shape of one optimiser step and
-every training argument egrc-lite sets (loss "dapo" over kept tokens, one generation per step)."""
+every training argument egrc-lite sets (loss "dapo" over kept tokens, one generation per step, reused for
+``train.num_iterations`` optimiser passes)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,11 @@ def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, s
                       **overrides: Any) -> Any:
     """TRL's ``GRPOConfig`` for one stage: one optimiser step = ``prompts_per_step`` prompts x ``G``.
 
-    Loss "dapo" divides by ``num_items_in_batch`` (the kept tokens, see the module doc); one
-    generation per optimiser step (``steps_per_generation = gradient_accumulation_steps``,
-    ``num_iterations = 1``), so samples are on-policy and the clipped ratio is 1.
+    Loss "dapo" divides by ``num_items_in_batch`` (the step's kept tokens or kept samples, see
+    :mod:`egrc_lite.train.loss_mask`); one generation fills one optimiser step
+    (``steps_per_generation = gradient_accumulation_steps``) and is reused for ``train.num_iterations``
+    steps. With 1 (the default) samples are on-policy and the ratio is 1, so the clip never binds;
+    from the second pass on the ratio is measured against the log-probs at generation time.
     """
     import dataclasses
 
@@ -40,7 +43,7 @@ def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, s
     kwargs: dict[str, Any] = dict(
         output_dir=output_dir, max_steps=stage.steps, seed=train.seed if seed is None else seed,
         per_device_train_batch_size=per_device, gradient_accumulation_steps=accum, steps_per_generation=accum,
-        num_generations=train.num_generations, num_iterations=1,
+        num_generations=train.num_generations, num_iterations=train.num_iterations,
         temperature=stage.temperature, top_p=stage.top_p, max_completion_length=stage.max_completion_length,
         epsilon=stage.epsilon_low, epsilon_high=stage.epsilon_high, beta=stage.kl_beta,
         learning_rate=stage.learning_rate or train.learning_rate, lr_scheduler_type=train.lr_scheduler_type,

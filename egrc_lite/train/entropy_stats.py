@@ -15,12 +15,22 @@ fused LM head::
 stage temperature. The head is applied to at most :data:`ENTROPY_CHUNK` real completion tokens at
 a time, so the float32 ``[chunk, V]`` buffers stay bounded whatever the completion length.
 
+``entropy/mean`` is measured at the stage temperature, so its curve jumps where the temperature
+changes. ``entropy_t1/mean`` is the same mean at ``tau = 1``: the trainer keeps the backbone's last
+hidden states of the loss forward (:func:`capture_last_hidden`, a forward hook, no copy; held until
+the loss forward returns) and runs the LM head once more over the completion tokens, without grad
+(:func:`entropies_from_hidden`). The cost is one no-grad LM-head projection plus a softmax per
+completion token (no backbone forward), i.e. about a third of the head's share of the loss
+forward + backward; at a stage temperature of 1 nothing extra runs.
+
 Nothing here knows TRL; the analysis side (:func:`egrc_lite.analysis.entropy.token_entropy`,
 :class:`~egrc_lite.analysis.entropy.ConnectorMatcher`) does the per-token math.
 """
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -29,8 +39,9 @@ from egrc_lite.analysis.entropy import token_entropy
 
 ENTROPY_CHUNK = 256
 """Completion tokens per LM-head chunk of :func:`completion_entropies` (bounds ``[chunk, V]`` float32)."""
-N_SUMS = 6
-"""Length of a step's sums: ``[sum H, n tokens, n_connector, sum H at connectors, n_other, sum H at others]``."""
+N_SUMS = 8
+"""Length of a step's sums: ``[sum H, n tokens, n_connector, sum H at connectors, n_other, sum H at others,
+sum H at T=1, n tokens at T=1]``."""
 
 
 def _base_model(model: Any) -> Any:
@@ -46,6 +57,13 @@ def _backbone_and_head(model: Any) -> tuple[Any, Any] | None:
     if backbone is None or backbone is base or getattr(head, "weight", None) is None:
         return None
     return backbone, head
+
+
+def _parts(model: Any) -> tuple[Any, Any]:
+    parts = _backbone_and_head(model)
+    if parts is None:
+        raise ValueError(f"{type(_base_model(model)).__name__} has no backbone + LM head to measure token entropy with")
+    return parts
 
 
 def can_score(model: Any) -> bool:
@@ -107,42 +125,89 @@ def completion_entropies(model: Any, input_ids: torch.Tensor, attention_mask: to
     (the backbone's state at ``P+t-1`` through the LM head, see the module doc); 0 where
     ``attention_mask[:, P:]`` is 0. No gradient; only the real completion tokens reach the head.
     """
-    parts = _backbone_and_head(model)
-    if parts is None:
-        raise ValueError(f"{type(_base_model(model)).__name__} has no backbone + LM head to measure token entropy with")
-    backbone, head = parts
+    out = _parts(model)[0](input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
+    return entropies_from_hidden(model, out.last_hidden_state, attention_mask, logits_to_keep, temperature, chunk)
+
+
+@torch.no_grad()
+def entropies_from_hidden(model: Any, hidden: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                          temperature: float, chunk: int = ENTROPY_CHUNK) -> torch.Tensor:
+    """:func:`completion_entropies` from the backbone's last hidden states ``[B, P+T, H]`` of that forward."""
+    head = _parts(model)[1]
     scale, softcap = logit_transform(_base_model(model).config)
-    out = backbone(input_ids=input_ids, attention_mask=attention_mask, use_cache=False)
-    hidden = out.last_hidden_state[:, -logits_to_keep - 1:-1]  # [B, T, H] states before each completion token
+    states = hidden.detach()[:, -logits_to_keep - 1:-1]  # [B, T, H] states before each completion token
     mask = attention_mask[:, -logits_to_keep:].bool()  # [B, T]
     ents = torch.zeros(mask.shape, dtype=torch.float32, device=mask.device)  # [B, T]
-    rows = hidden[mask.to(hidden.device)]  # [N, H] the real completion tokens only
+    rows = states[mask.to(states.device)]  # [N, H] the real completion tokens only
     ents[mask] = head_entropies(rows, head, temperature, scale, softcap, chunk).to(mask.device)  # [N]
     return ents
 
 
+def entropies_t1(model: Any, hidden: list[torch.Tensor] | None, input_ids: torch.Tensor,
+                 attention_mask: torch.Tensor, logits_to_keep: int) -> torch.Tensor | None:
+    """The completion tokens' entropies at temperature 1 ``[B, T]`` from the last hidden states a forward over
+    ``input_ids`` ``[B, P+T]`` left in ``hidden`` (:func:`capture_last_hidden`); ``None`` when they do not fit."""
+    if not hidden or sum(h.size(0) for h in hidden) != input_ids.size(0) \
+            or any(h.size(1) != input_ids.size(1) for h in hidden):
+        return None
+    return entropies_from_hidden(model, torch.cat(hidden), attention_mask, logits_to_keep, 1.0)
+
+
+@contextlib.contextmanager
+def capture_last_hidden(model: Any, enabled: bool = True) -> Iterator[list[torch.Tensor] | None]:
+    """Inside the block, every forward of ``model``'s backbone appends its last hidden states ``[b, L, H]``
+    (detached: the same storage, no copy) to the yielded list; ``None`` when not ``enabled`` or for a model
+    without a backbone + LM head."""
+    parts = _backbone_and_head(model) if enabled else None
+    if parts is None:
+        yield None
+        return
+    captured: list[torch.Tensor] = []
+
+    def hook(module: Any, args: Any, output: Any) -> None:
+        hidden = getattr(output, "last_hidden_state", None)
+        if hidden is None and isinstance(output, (tuple, list)) and output:
+            hidden = output[0]
+        if isinstance(hidden, torch.Tensor):
+            captured.append(hidden.detach())
+
+    handle = parts[0].register_forward_hook(hook)
+    try:
+        yield captured
+    finally:
+        handle.remove()
+
+
 def entropy_sums(token_ids: torch.Tensor, entropies: torch.Tensor, mask: torch.Tensor,
-                 connectors: Any = None) -> torch.Tensor:
+                 connectors: Any = None, entropies_t1: torch.Tensor | None = None) -> torch.Tensor:
     """One forward's contribution to a step's sums, ``[N_SUMS]`` float32 (``token_ids``' device).
 
-    ``[sum_t H_t m_t, sum_t m_t]`` followed by :meth:`ConnectorMatcher.sums` (zeros without
-    ``connectors``); ``token_ids``, ``entropies`` and ``mask`` (1 for sampled tokens) are ``[B, T]``.
+    ``[sum_t H_t m_t, sum_t m_t]``, then :meth:`ConnectorMatcher.sums` (zeros without ``connectors``),
+    then ``[sum_t H1_t m_t, sum_t m_t]`` of ``entropies_t1`` (the entropies at temperature 1; zeros
+    without them); ``token_ids``, ``entropies(_t1)`` and ``mask`` (1 for sampled tokens) are ``[B, T]``.
     """
     ents = entropies.detach().float()  # [B, T]
     valid = mask.to(ents.dtype)  # [B, T]
     total = torch.stack([torch.where(valid > 0, ents, 0.0).sum(), valid.sum()])  # [2]
     conn = connectors.sums(token_ids, ents, valid) if connectors is not None else total.new_zeros(4)  # [4]
-    return torch.cat([total, conn.to(total.device)]).to(token_ids.device)  # [6]
+    if entropies_t1 is None:
+        t1 = total.new_zeros(2)
+    else:
+        ents1 = entropies_t1.detach().float().to(ents.device)  # [B, T]
+        t1 = torch.stack([torch.where(valid > 0, ents1, 0.0).sum(), valid.sum()])  # [2]
+    return torch.cat([total, conn.to(total.device), t1]).to(token_ids.device)  # [8]
 
 
 def entropy_metrics(sums: list[float], connectors: Any = None) -> dict[str, float]:
-    """``entropy/mean = sum H / n`` (NaN for no token) and, with ``connectors``, their three metrics.
+    """``entropy/mean = sum H / n`` and ``entropy_t1/mean`` (NaN for no token) and, with ``connectors``,
+    their three metrics.
 
-    >>> entropy_metrics([3.0, 2.0, 0.0, 0.0, 0.0, 0.0])
-    {'entropy/mean': 1.5}
+    >>> entropy_metrics([3.0, 2.0, 0.0, 0.0, 0.0, 0.0, 5.0, 2.0])
+    {'entropy/mean': 1.5, 'entropy_t1/mean': 2.5}
     """
     total, count = sums[0], sums[1]
-    stats = {"entropy/mean": total / count if count > 0 else float("nan")}
+    stats = {"entropy/mean": total / count if count > 0 else float("nan"),
+             "entropy_t1/mean": sums[6] / sums[7] if sums[7] > 0 else float("nan")}
     if connectors is not None and count > 0:
-        stats.update(connectors.stats_from_sums(sums[2:], prefix=""))
+        stats.update(connectors.stats_from_sums(sums[2:6], prefix=""))
     return stats

@@ -18,6 +18,16 @@ model did not finish by itself; we do not try to rescue an answer from a cut-off
 text may still be mid-answer). The one case this misjudges, an EOS emitted as token ``L``
 exactly, is rare and errs on the side of compression.
 
+**Unanswered** (method.md s3): in every stage a completion gives no answer, so it is graded as wrong
+(``R_answer = 0``) and is not well formed (``R_format = 0``), when it was *cut at the generation cap*
+(``len(completion_ids[i]) >= max_completion_length`` and its last token is no EOS; when the EOS ids
+are unknown, every completion that reaches the cap) or when it *never closed its thinking*: no
+``</think>`` although the prompt left the model inside ``<think>`` (the chat template opened it,
+:func:`template_opens_think`; or a text prompt, or an assistant prefill, that ends with it) or the
+completion opened one itself. A ``\boxed{}`` written while thinking is not an answer. The cap and the
+stage come from :func:`build_reward_funcs`; the EOS ids and the template from the trainer
+(:func:`bind_trainer`).
+
 This module imports neither torch nor TRL.
 
 >>> round(shape_length("exponential", 2048, 4096, 0.5), 4)
@@ -30,7 +40,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -179,6 +189,60 @@ def length_penalty(
     return -per_unit * units if units > 0 else 0.0
 
 
+def is_truncated(ids: Sequence[int], max_completion_length: int, eos_token_ids: Collection[int] | None = None) -> bool:
+    """Cut at the generation cap: ``len(ids) >= max_completion_length`` and the last token is no EOS.
+
+    Without ``eos_token_ids`` (unknown) every completion that reaches the cap counts as cut.
+
+    >>> is_truncated([5, 6, 7], 3), is_truncated([5, 6, 2], 3, eos_token_ids=[2]), is_truncated([5, 6], 3)
+    (True, False, False)
+    """
+    if len(ids) < max_completion_length:
+        return False
+    return not eos_token_ids or not ids or ids[-1] not in eos_token_ids
+
+
+def thinking_unclosed(text: str, think_opened: bool = False) -> bool:
+    r"""No ``</think>`` although thinking was opened, by the prompt (``think_opened``) or by the text.
+
+    >>> thinking_unclosed("so \\boxed{42}", think_opened=True), thinking_unclosed("so \\boxed{42}")
+    (True, False)
+    >>> thinking_unclosed("<think>so \\boxed{42}"), thinking_unclosed("a</think>\\boxed{42}", think_opened=True)
+    (True, False)
+    """
+    return _THINK_CLOSE not in text and (think_opened or _THINK_OPEN in text)
+
+
+def prompt_opens_think(prompt: Any) -> bool:
+    r"""Whether a TRL prompt, as the reward function sees it, ends inside ``<think>``: a text prompt (template
+    already applied) or a conversation whose last message is an assistant prefill ending with it. A
+    conversation's chat template is applied later by TRL; :func:`template_opens_think` covers that case.
+
+    >>> prompt_opens_think("<|Assistant|><think>\n"), prompt_opens_think([{"role": "user", "content": "<think>"}])
+    (True, False)
+    """
+    if isinstance(prompt, str):
+        return prompt.rstrip().endswith(_THINK_OPEN)
+    if isinstance(prompt, list) and prompt and isinstance(prompt[-1], dict) and prompt[-1].get("role") == "assistant":
+        return completion_text(prompt[-1]).rstrip().endswith(_THINK_OPEN)
+    return False
+
+
+def template_opens_think(tokenizer: Any) -> bool:
+    """Whether ``tokenizer``'s chat template ends its assistant prefix with ``<think>`` (R1-distill templates do).
+
+    Any tokenizer without a usable chat template gives False.
+    """
+    apply = getattr(tokenizer, "apply_chat_template", None)
+    if not callable(apply):
+        return False
+    try:
+        text = apply([{"role": "user", "content": "What is 1 + 1?"}], tokenize=False, add_generation_prompt=True)
+    except Exception:  # noqa: BLE001 - no template, a processor that needs other inputs, ...
+        return False
+    return isinstance(text, str) and text.rstrip().endswith(_THINK_OPEN)
+
+
 # ---------------------------------------------------------------------------- TRL callables
 def completion_text(completion: Any) -> str:
     r"""Text of a TRL completion: a plain string, or a conversation (list of message dicts).
@@ -219,10 +283,18 @@ def _golds(kwargs: dict[str, Any], key: str, n: int, name: str) -> list[str]:
     return ["" if g is None else str(g) for g in golds]
 
 
-def _grade(texts: list[str], golds: list[str], answer_rule: str) -> list[bool]:
+def _grade(texts: list[str], golds: list[str], answer_rule: str,
+           unanswered: Sequence[bool] | None = None) -> list[bool]:
+    """Grader verdicts; an unanswered completion is wrong without being graded."""
     from egrc_lite import grading  # lazy: grading pulls in math-verify
 
-    return grading.grade_each(zip(texts, golds), answer_rule=answer_rule)
+    skip = list(unanswered) if unanswered is not None else [False] * len(texts)
+    ask = [i for i, s in enumerate(skip) if not s]
+    verdicts = grading.grade_each([(texts[i], golds[i]) for i in ask], answer_rule=answer_rule) if ask else []
+    out = [False] * len(texts)
+    for i, ok in zip(ask, verdicts, strict=True):
+        out[i] = bool(ok)
+    return out
 
 
 def _log(kwargs: dict[str, Any], name: str, value: float) -> None:
@@ -232,12 +304,29 @@ def _log(kwargs: dict[str, Any], name: str, value: float) -> None:
 
 
 class _TrlReward:
-    """Base: holds the name TRL logs under; subclasses implement ``__call__``."""
+    """Base: holds the name TRL logs under and what decides that a completion is unanswered (module doc):
+    the stage's ``max_completion_length`` (None: never cut), the trainer's ``eos_token_ids`` (None:
+    unknown) and ``think_opened`` (the chat template opens ``<think>``). Subclasses implement ``__call__``."""
 
     name = "reward"
 
-    def __init__(self) -> None:
+    def __init__(self, max_completion_length: int | None = None, eos_token_ids: Collection[int] | None = None,
+                 think_opened: bool = False) -> None:
         self.__name__ = self.name
+        self.max_completion_length = max_completion_length
+        self.eos_token_ids = tuple(eos_token_ids) if eos_token_ids is not None else None
+        self.think_opened = bool(think_opened)
+
+    def unanswered(self, prompts: Any, texts: Sequence[str], completion_ids: Any) -> list[bool]:
+        """Per completion: cut at the cap without EOS, or thinking never closed (the module doc)."""
+        n = len(texts)
+        cut = [False] * n
+        if self.max_completion_length is not None:
+            _lengths(completion_ids, n, self.name)  # one token list per completion, or a clear error
+            cut = [is_truncated(ids, self.max_completion_length, self.eos_token_ids) for ids in completion_ids]
+        rows = list(prompts) if isinstance(prompts, (list, tuple)) and len(prompts) == n else [None] * n
+        return [c or thinking_unclosed(t, self.think_opened or prompt_opens_think(p))
+                for c, t, p in zip(cut, texts, rows, strict=True)]
 
     def __repr__(self) -> str:
         fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items() if k != "__name__")
@@ -259,8 +348,8 @@ class CompressionReward(_TrlReward):
 
     name = "compression"
 
-    def __init__(self, cfg: RewardConfig, length_clip: int, answer_key: str = "answer") -> None:
-        super().__init__()
+    def __init__(self, cfg: RewardConfig, length_clip: int, answer_key: str = "answer", **unanswered: Any) -> None:
+        super().__init__(**unanswered)
         shape_length(cfg.shape, 0, length_clip, cfg.r)  # validate now, not at the first batch
         self.shape, self.r, self.answer_rule = cfg.shape, cfg.r, cfg.answer_rule
         self.length_clip, self.answer_key = length_clip, answer_key
@@ -277,7 +366,8 @@ class CompressionReward(_TrlReward):
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float]:
         texts = [completion_text(c) for c in completions or []]
         lengths = _lengths(completion_ids, len(texts), self.name)
-        correct = _grade(texts, _golds(kwargs, self.answer_key, len(texts), self.name), self.answer_rule)
+        golds = _golds(kwargs, self.answer_key, len(texts), self.name)
+        correct = _grade(texts, golds, self.answer_rule, self.unanswered(prompts, texts, completion_ids))
         if texts:
             _log(kwargs, "compress/reached_clip_rate", sum(is_clipped(n, self.length_clip) for n in lengths) / len(texts))
             _log(kwargs, "compress/accuracy", sum(correct) / len(texts))
@@ -294,12 +384,14 @@ class FormatReward(_TrlReward):
 
     name = "format"
 
-    def __init__(self, cfg: RewardConfig) -> None:
-        super().__init__()
+    def __init__(self, cfg: RewardConfig, **unanswered: Any) -> None:
+        super().__init__(**unanswered)
         self.value = cfg.format_reward
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float]:
-        return [self.value if format_ok(completion_text(c)) else 0.0 for c in completions or []]
+        texts = [completion_text(c) for c in completions or []]
+        skip = self.unanswered(prompts, texts, completion_ids)
+        return [self.value if format_ok(t) and not s else 0.0 for t, s in zip(texts, skip, strict=True)]
 
 
 class AnswerReward(_TrlReward):
@@ -307,14 +399,15 @@ class AnswerReward(_TrlReward):
 
     name = "answer"
 
-    def __init__(self, cfg: RewardConfig, answer_key: str = "answer") -> None:
-        super().__init__()
+    def __init__(self, cfg: RewardConfig, answer_key: str = "answer", **unanswered: Any) -> None:
+        super().__init__(**unanswered)
         self.answer_rule, self.answer_key = cfg.answer_rule, answer_key
 
     def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float]:
         texts = [completion_text(c) for c in completions or []]
         golds = _golds(kwargs, self.answer_key, len(texts), self.name)
-        return [1.0 if ok else 0.0 for ok in _grade(texts, golds, self.answer_rule)]
+        skip = self.unanswered(prompts, texts, completion_ids)
+        return [1.0 if ok else 0.0 for ok in _grade(texts, golds, self.answer_rule, skip)]
 
 
 class LengthPenaltyReward(_TrlReward):
@@ -340,23 +433,55 @@ class LengthPenaltyReward(_TrlReward):
 REWARD_MODES = ("compress", "explore", "entangled")
 
 
-def build_reward_funcs(mode: str, reward_cfg: RewardConfig, stage_cfg: StageConfig) -> list[_TrlReward]:
-    """The TRL reward functions of one stage; TRL sums them (weights 1) into ``R``.
+def build_reward_funcs(mode: str, reward_cfg: RewardConfig, stage_cfg: StageConfig, *,
+                       eos_token_ids: Collection[int] | None = None, think_opened: bool = False) -> list[_TrlReward]:
+    r"""The TRL reward functions of one stage; TRL sums them (weights 1) into ``R``.
 
     * ``compress``:  ``[CompressionReward]``; advantages ``absolute_positive``.
     * ``explore``:   ``[FormatReward, AnswerReward, LengthPenaltyReward]``; ``group_relative``.
     * ``entangled``: ``[CompressionReward]``; the ``entangled`` advantage reads correctness as
       ``R > 0``, exact because a correct unclipped completion gets ``f >= r > 0`` (method.md s5).
 
-    ``L`` is ``stage_cfg.length_clip`` in every mode.
+    ``L`` is ``stage_cfg.length_clip`` in every mode (an explore stage's is, unless set, the compression
+    stage's: :class:`egrc_lite.config.ScheduleConfig`). A completion cut at ``stage_cfg.max_completion_length``
+    (without one of ``eos_token_ids``, when given) or whose thinking never closed is unanswered: answer
+    and format 0 (the module doc). :func:`bind_trainer` sets the EOS ids and ``think_opened`` later.
 
     >>> from egrc_lite.config import RewardConfig, StageConfig
-    >>> [f.__name__ for f in build_reward_funcs("explore", RewardConfig(), StageConfig(mode="explore", steps=1))]
+    >>> funcs = build_reward_funcs("explore", RewardConfig(), StageConfig(mode="explore", steps=1, length_clip=4))
+    >>> [f.__name__ for f in funcs]
     ['format', 'answer', 'length']
+    >>> cut = dict(prompts=["q"], completions=["a</think>\\boxed{42} and"], completion_ids=[[0] * 8], answer=["42"])
+    >>> [f(**cut) for f in funcs]  # reached the cap of 2L = 8 tokens: unanswered, and penalised
+    [[0.0], [0.0], [-0.001]]
     """
     length_clip = stage_cfg.length_clip
+    unanswered = {"max_completion_length": stage_cfg.max_completion_length, "eos_token_ids": eos_token_ids,
+                  "think_opened": think_opened}
     if mode in ("compress", "entangled"):
-        return [CompressionReward(reward_cfg, length_clip)]
+        return [CompressionReward(reward_cfg, length_clip, **unanswered)]
     if mode == "explore":
-        return [FormatReward(reward_cfg), AnswerReward(reward_cfg), LengthPenaltyReward(reward_cfg, length_clip)]
+        return [FormatReward(reward_cfg, **unanswered), AnswerReward(reward_cfg, **unanswered),
+                LengthPenaltyReward(reward_cfg, length_clip)]
     raise ValueError(f"unknown stage mode {mode!r}; valid modes: {', '.join(REWARD_MODES)}")
+
+
+def bind_trainer(funcs: Sequence[Any], trainer: Any) -> None:
+    """Give egrc-lite's reward callables among ``funcs`` what only the trainer knows: its EOS ids (TRL's
+    ``trainer.eos_token_ids``, to tell a completion that ended at the cap from one cut there) and whether
+    its chat template opens ``<think>`` (``trainer.processing_class``). Other callables are left alone.
+
+    >>> class T:
+    ...     eos_token_ids, processing_class = [2], None
+    >>> from egrc_lite.config import RewardConfig
+    >>> fn = AnswerReward(RewardConfig(), max_completion_length=3)
+    >>> bind_trainer([fn, len], T())
+    >>> fn.eos_token_ids, fn.think_opened
+    ((2,), False)
+    """
+    eos = getattr(trainer, "eos_token_ids", None)
+    eos_ids = (eos,) if isinstance(eos, int) else tuple(eos) if eos else None
+    think_opened = template_opens_think(getattr(trainer, "processing_class", None))
+    for fn in funcs:
+        if isinstance(fn, _TrlReward):
+            fn.eos_token_ids, fn.think_opened = eos_ids, think_opened

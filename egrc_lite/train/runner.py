@@ -10,12 +10,16 @@ schedule state as of that step, written after the checkpoint itself). ``resume=T
 latest such checkpoint, drops metric and sample rows past it, and either resumes that stage's
 trainer from it, or, when the checkpoint ended its stage, loads its adapter and starts the next.
 
+KL reference (a stage's ``kl_beta > 0``): TRL copies the adapter into a ``ref`` adapter as each trainer
+is built, so a stage refers to the weights it starts from; the previous stage's ``ref`` is dropped first.
+Those weights are also saved as ``stages/<i>-<name>/reference_adapter.safetensors``, and a stage resumed
+mid-way loads them into ``ref`` (TRL would copy the freshly loaded adapter; the checkpoint's comes after).
+
 Under ``accelerate launch`` every process runs this function; only the main process writes.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import gc
 import logging
 import shutil
@@ -26,14 +30,18 @@ from typing import Any
 from transformers import TrainerCallback
 
 from egrc_lite.config import ConfigError, EgrcConfig, check_loggers_installed
-from egrc_lite.runs import (CKPT_STATE, JsonlLog, RunDir, atomic_write_json, check_new_run_dir, read_json,
-                            respect_umask, write_config, write_manifest)
+from egrc_lite.runs import (CKPT_STATE, JsonlLog, RunDir, atomic_write_json, check_new_run_dir, respect_umask,
+                            write_config, write_manifest)
 from egrc_lite.train.loggers import LOGGER_PROJECT, finish_wandb_run, logger_env, logs_dir
+from egrc_lite.train.resume import describe_resume_point, find_resume_point, select_stages
+from egrc_lite.train.resume import resume_line  # noqa: F401  (the CLI's import)
 from egrc_lite.train.schedule import ScheduleState, StagePlan, plan_stages
 
 logger = logging.getLogger(__name__)
 
 SWITCH_METRIC_KEYS = {"entropy": "train/entropy/mean", "length": "train/len/mean"}
+REFERENCE_FILE = "reference_adapter.safetensors"
+"""In a stage folder: the adapter weights the stage started from, its KL reference (``kl_beta > 0`` only)."""
 
 
 def check_switch_metric(cfg: EgrcConfig, stage: StagePlan, trainer: Any = None) -> None:
@@ -58,28 +66,19 @@ def check_switch_metric(cfg: EgrcConfig, stage: StagePlan, trainer: Any = None) 
                           "use schedule.auto_switch.metric=length")
 
 
-def select_stages(plan: list[StagePlan], stage_filter: list[str] | None) -> list[StagePlan]:
-    """The stages whose mode or name is in ``stage_filter`` (all when ``None``), start steps renumbered."""
-    if not stage_filter:
-        return plan
-    chosen = [p for p in plan if p.mode in stage_filter or p.name in stage_filter]
-    if not chosen:
-        valid = ", ".join(sorted({p.mode for p in plan} | {p.name for p in plan}))
-        raise ConfigError(f"--stage {','.join(stage_filter)}: the schedule has no such stage (it has: {valid})")
-    out, start = [], 0
-    for p in chosen:
-        out.append(dataclasses.replace(p, start_step=start))
-        start += p.steps
-    return out
-
-
 class StageCallback(TrainerCallback):
     """One stage's bookkeeping: metrics rows, samples, schedule state, auto switch, checkpoint state."""
 
-    def __init__(self, runner: _Runner, stage: StagePlan) -> None:
-        self.runner, self.stage = runner, stage
+    def __init__(self, runner: _Runner, stage: StagePlan, reference: Path | None = None) -> None:
+        self.runner, self.stage, self.reference = runner, stage, reference
         self.trainer: Any = None
         self._t0 = time.perf_counter()
+
+    def on_train_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
+        from egrc_lite.backends.hf import load_reference_weights
+
+        if self.reference is not None:  # after the checkpoint (and the ref/ saved in it) was loaded
+            load_reference_weights(self.trainer.model, self.reference)
 
     def on_step_begin(self, args: Any, state: Any, control: Any, **kwargs: Any) -> None:
         self._t0 = time.perf_counter()
@@ -150,58 +149,6 @@ def _finite(value: Any) -> float | None:
     return value if value == value and abs(value) != float("inf") else None
 
 
-def find_resume_point(run_dir: RunDir, plan: list[StagePlan]) -> tuple[ScheduleState, str | None]:
-    """The latest checkpoint with a schedule state, and that state (a fresh one if there is none)."""
-    best: tuple[int, str, ScheduleState] | None = None
-    names = [p.name for p in plan]
-    for p in plan:
-        folder = run_dir.stage_dir(p.index, p.name)
-        for ckpt in folder.glob("checkpoint-*") if folder.is_dir() else ():
-            path = ckpt / CKPT_STATE
-            if not path.is_file():
-                continue
-            try:
-                data = read_json(path)
-                sched = ScheduleState.from_dict(data["schedule"])
-                stage = data.get("stage")
-            except (OSError, ValueError, KeyError, TypeError, AttributeError):
-                continue
-            if stage not in names:
-                continue
-            if best is None or sched.global_step > best[0]:
-                best = (sched.global_step, str(ckpt), sched)
-    if best is None:
-        return ScheduleState(), None
-    return best[2], best[1]
-
-
-def describe_resume_point(sched: ScheduleState, checkpoint: str | None, plan: list[StagePlan]) -> str:
-    """One line: the stage, step and checkpoint a resume restarts from.
-
-    >>> plan = plan_stages(EgrcConfig().schedule)
-    >>> describe_resume_point(ScheduleState(), None, plan)
-    'no checkpoint yet: starting over at stage compress, step 1'
-    """
-    stage = sched.current(plan)
-    if checkpoint is None:
-        return f"no checkpoint yet: starting over at stage {stage.name if stage else '?'}, step 1"
-    if stage is None:
-        return f"every stage is done: saving the final adapter from {checkpoint}"
-    where = f"stage {stage.name}, step {sched.stage_step + 1} of {stage.steps} (global step {sched.global_step + 1})"
-    if sched.stage_step == 0:
-        return f"{where}, starting from the adapter of {checkpoint} (the end of the previous stage)"
-    return f"{where}, from {checkpoint}"
-
-
-def resume_line(cfg: EgrcConfig, run_dir: RunDir, stage_filter: list[str] | None = None) -> str:
-    """What ``run_schedule(..., resume=True)`` will do with ``run_dir``, in one line (for the CLI to print)."""
-    plan = select_stages(plan_stages(cfg.schedule), stage_filter)
-    sched, checkpoint = find_resume_point(run_dir, plan)
-    line = f"resuming {run_dir.path}: {describe_resume_point(sched, checkpoint, plan)}"
-    problem = run_dir.state_problem()
-    return line + (f" (state.json {problem}: rebuilt from the checkpoints)" if problem and checkpoint else "")
-
-
 class _Runner:
     """State shared by the stage loop and its callbacks."""
 
@@ -236,21 +183,6 @@ class _Runner:
         })
 
 
-def save_adapter(model: Any, tokenizer: Any, target: Path) -> None:
-    """Save the PEFT adapter and tokenizer to ``target``, replacing it atomically (temp dir + rename)."""
-    tmp = target.with_name(f".{target.name}.tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp))
-    tokenizer.save_pretrained(str(tmp))
-    respect_umask(tmp)  # safetensors writes 0600: an adapter another account (a vLLM server) cannot read
-    old = target.with_name(f".{target.name}.old")
-    shutil.rmtree(old, ignore_errors=True)
-    if target.exists():
-        target.rename(old)
-    tmp.rename(target)
-    shutil.rmtree(old, ignore_errors=True)
-
-
 def _stage_summary(rows: list[dict[str, Any]], finished: list[dict[str, Any]]) -> list[dict[str, Any]]:
     out = []
     for f in finished:
@@ -275,6 +207,7 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     from accelerate import PartialState
 
     from egrc_lite.backends import load_backend
+    from egrc_lite.backends.hf import drop_reference_adapter, save_adapter
     from egrc_lite.data import data_fingerprint, fit_prompt_length, load_problems, to_prompt_dataset
     from egrc_lite.generate.base import encode_prompt
     from egrc_lite.train.trainer import make_trainer_class
@@ -317,7 +250,9 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     resume_from = checkpoint if checkpoint is not None and runner.state.stage_step > 0 else None
     with logger_env(cfg, run_dir, runner.is_main):
         while not runner.state.done(plan):
-            trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, backend.grpo_overrides)
+            reference = stage_reference(runner, model, resumed=resume_from is not None)
+            trainer = build_stage_trainer(runner, model, tokenizer, dataset, trainer_class, backend.grpo_overrides,
+                                          reference)
             _train_stage(runner, trainer, resume_from)
             resume_from = None
             del trainer
@@ -325,6 +260,7 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
             gc.collect()
 
     runner.finished = True
+    drop_reference_adapter(model)  # the adapter/ folder holds the trained adapter only
     if runner.is_main:
         save_adapter(model, tokenizer, run_dir.adapter_dir)
         runner.write_run_state()
@@ -373,13 +309,35 @@ def _fresh_start(runner: _Runner) -> None:
         write_config(run_dir, runner.cfg)
 
 
+def stage_reference(runner: _Runner, model: Any, resumed: bool) -> Path | None:
+    """Before the current stage's trainer is built: drop the previous ``ref`` adapter; with ``kl_beta > 0``, save the
+    adapter as the stage's KL reference (:data:`REFERENCE_FILE`), or, ``resumed`` mid-stage, return the saved one."""
+    from egrc_lite.backends.hf import drop_reference_adapter, save_adapter_weights
+
+    drop_reference_adapter(model)
+    stage = runner.state.current(runner.plan)
+    path = runner.run_dir.stage_dir(stage.index, stage.name) / REFERENCE_FILE
+    if stage.config.kl_beta <= 0:
+        return None
+    if not resumed:
+        if runner.is_main:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            save_adapter_weights(model, path)
+        return None
+    if not path.is_file():
+        logger.warning("%s is missing: the KL reference of stage %s is the one its checkpoint saved", path, stage.name)
+        return None
+    return path
+
+
 def build_stage_trainer(runner: _Runner, model: Any, tokenizer: Any, dataset: Any, trainer_class: type,
-                        grpo_overrides: Any) -> Any:
-    """A fresh trainer for the schedule's current stage, with its :class:`StageCallback`."""
+                        grpo_overrides: Any, reference: Path | None = None) -> Any:
+    """A fresh trainer for the schedule's current stage, with its :class:`StageCallback` (which loads
+    ``reference`` into the KL reference adapter as training begins, see :func:`stage_reference`)."""
     from egrc_lite.train.trainer import build_trainer
 
     stage = runner.state.current(runner.plan)
-    callback = StageCallback(runner, stage)
+    callback = StageCallback(runner, stage, reference)
     folder = runner.run_dir.stage_dir(stage.index, stage.name).name  # <i>-<name>
     trainer = build_trainer(runner.cfg, stage.config, model, tokenizer, dataset,
                             output_dir=str(runner.run_dir.stage_dir(stage.index, stage.name)),

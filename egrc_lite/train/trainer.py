@@ -1,6 +1,6 @@
 """The TRL ``GRPOTrainer`` subclass: the only module that knows TRL internals.
 
-TRL has no advantage hook, so :class:`EgrcTrainerMixin` works at three seams that exist in
+TRL has no advantage hook, so :class:`EgrcTrainerMixin` works at these seams, which exist in
 trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
 
 ``_calculate_rewards``
@@ -10,8 +10,14 @@ trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
     Dropped samples (``mask`` false, e.g. ``R <= 0`` in compression) get advantage 0 *and* leave
     the loss: they are zeroed in the loss-only mask ``tool_mask`` (TRL multiplies it into
     ``completion_mask`` in the loss but not in the attention), and ``num_items_in_batch``, the
-    "dapo" normaliser, is recounted over kept tokens. The attention mask stays intact so the
-    loss forward also yields valid token entropies for every sampled completion.
+    "dapo" normaliser, is recounted over kept tokens (or kept samples, with 1/|o| weights in
+    ``tool_mask``, for ``train.loss_aggregation: sequence``; :mod:`egrc_lite.train.loss_mask`).
+    The attention mask stays intact so the loss forward also yields valid token entropies for
+    every sampled completion. The batch gets the marker ``loss_mask.SCORED``.
+``compute_loss``
+    refuses a batch without that marker (TRL bypassed our scoring); init refuses TRL settings the
+    normaliser is not written for (:func:`~egrc_lite.train.loss_mask.check_trl_settings`). With
+    ``train.num_iterations > 1`` TRL reuses the scored batch (mask and normaliser too) that many steps.
 ``_generate_single_turn``
     TRL's rollout generation, run from merged LoRA weights where that is exact (hf backend, no vLLM,
     no sharded weights; :mod:`egrc_lite.train.fastgen` decides per layer). ``train.merge_lora_for_generation``.
@@ -49,6 +55,8 @@ import torch
 
 from egrc_lite.train.advantages import STAGE_ADVANTAGE, get_advantage_fn
 from egrc_lite.train.entropy_stats import N_SUMS, can_score, completion_entropies, entropy_metrics, entropy_sums
+from egrc_lite.train.loss_mask import LOSS_AGGREGATIONS, SCORED, check_trl_settings, kept_loss_mask, require_scored
+from egrc_lite.train.samples import capture_samples
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig, StageConfig
@@ -94,7 +102,8 @@ class EgrcTrainerMixin:
     """Replaces TRL's advantages with egrc-lite's for one stage ``mode`` (compress|explore|entangled).
 
     Use through :func:`make_trainer_class` / ``EgrcGRPOTrainer``; extra constructor arguments are
-    ``mode`` and ``adv_beta`` (``beta`` of ``A = beta * R``). After each generation,
+    ``mode``, ``adv_beta`` (``beta`` of ``A = beta * R``) and ``loss_aggregation`` (``token`` |
+    ``sequence``, :mod:`egrc_lite.train.loss_mask`). After each generation,
     :meth:`egrc_pop_step_stats` returns the step's metrics (rewards, lengths, kept fraction,
     entropy, advantage stats) and :attr:`egrc_samples` the captured completions when
     :attr:`egrc_capture_samples` was set.
@@ -109,9 +118,15 @@ class EgrcTrainerMixin:
     """Generate rollouts from merged LoRA weights where exact (``train.merge_lora_for_generation``;
     never on unsloth, whose generation path differs)."""
 
-    def __init__(self, *args: Any, mode: str = "compress", adv_beta: float = 1.0, **kwargs: Any) -> None:
+    def __init__(self, *args: Any, mode: str = "compress", adv_beta: float = 1.0, loss_aggregation: str = "token",
+                 **kwargs: Any) -> None:
         if mode not in STAGE_ADVANTAGE:
             raise ValueError(f"unknown stage mode {mode!r}; valid modes: {', '.join(STAGE_ADVANTAGE)}")
+        valid = ("token",) if self.egrc_zero_completion_mask else LOSS_AGGREGATIONS  # unsloth's loss: no weights
+        if loss_aggregation not in valid:
+            raise ValueError(f"train.loss_aggregation={loss_aggregation!r} is not supported on this backend; "
+                             f"valid: {', '.join(valid)}")
+        self.egrc_loss_aggregation = loss_aggregation
         restore_forward(kwargs.get("model", args[0] if args else None))
         self.egrc_mode = mode
         self.egrc_adv_beta = float(adv_beta)
@@ -126,7 +141,9 @@ class EgrcTrainerMixin:
         self._egrc_skip_update = False
         self._egrc_notes: set[str] = set()  # one-line notes logged once per trainer
         self.egrc_merge_report: Any = None  # the last rollout's fastgen.MergeReport (None: generated unmerged)
+        self._egrc_passes = 0  # optimiser passes made over the current generation (train.num_iterations)
         super().__init__(*args, **kwargs)
+        check_trl_settings(self)  # loss_type, steps_per_generation, num_iterations: what the normaliser is for
         self.add_callback(_make_skip_callback(self))
 
     # ------------------------------------------------------------------ TRL seams
@@ -154,22 +171,29 @@ class EgrcTrainerMixin:
         device = completion_mask.device
         keep = result.mask[local].to(device)  # [B]
         out["advantages"] = result.advantages[local].to(device=device, dtype=out["advantages"].dtype)  # [B]
-        keep_tok = keep.unsqueeze(1).to(completion_mask.dtype)  # [B, 1]
-        loss_mask = out.get("tool_mask")  # TRL's loss-only mask (tool-result tokens), if any
-        loss_mask = (torch.ones_like(completion_mask) if loss_mask is None else loss_mask) * keep_tok  # [B, T]
-        out["tool_mask"] = loss_mask
+        # TRL's loss-only mask (tool-result tokens), zero on dropped rows (1/|o| weights for "sequence"),
+        # and the normaliser: the step's kept tokens (or samples) over all processes
+        out["tool_mask"], num_items = kept_loss_mask(completion_mask, out.get("tool_mask"), keep,
+                                                     self.egrc_loss_aggregation,
+                                                     lambda n: self.accelerator.gather(n).sum())
         if self.egrc_zero_completion_mask:
-            out["completion_mask"] = completion_mask * keep_tok
-        num_items = self.accelerator.gather((completion_mask * loss_mask).sum()).sum()  # kept tokens, all ranks
+            out["completion_mask"] = completion_mask * keep.unsqueeze(1).to(completion_mask.dtype)
         out["num_items_in_batch"] = num_items
+        out[SCORED] = torch.tensor(True, device=device)  # compute_loss refuses a batch without it
         self._egrc_skip_update = training and int(num_items.item()) == 0
+        self._egrc_passes = 0
 
         lengths = self.accelerator.gather(completion_mask.sum(dim=1)).float().cpu()  # [B_all]
         truncated = self._truncated(out["completion_ids"], completion_mask)  # [B_all]
         self._egrc_stats = self._step_stats(rewards_per_func, rewards, result, lengths, truncated)
         if self.egrc_capture_samples:
-            self.egrc_samples = self._capture_samples(inputs, rewards_per_func, rewards, result, lengths)
+            self.egrc_samples = capture_samples(getattr(self, "_logs", None), inputs, rewards_per_func, rewards,
+                                                result, lengths, self.reward_func_names)
         return out
+
+    def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        require_scored(inputs, self.num_iterations)  # else TRL's advantages, or ratio 1 in every pass
+        return super().compute_loss(model, inputs, *args, **kwargs)
 
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
         with self._egrc_generation_weights():
@@ -202,29 +226,41 @@ class EgrcTrainerMixin:
     def _get_per_token_logps_and_entropies(self, model: Any, input_ids: torch.Tensor,
                                            attention_mask: torch.Tensor, logits_to_keep: int,
                                            *args: Any, **kwargs: Any) -> Any:
-        result = super()._get_per_token_logps_and_entropies(
-            model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
-        if torch.is_grad_enabled() and self.model.training:  # the loss forward, once per micro-batch
-            entropies = self._egrc_add_entropies(model, input_ids, attention_mask, logits_to_keep, result[1])
-            result = (result[0], entropies, *result[2:])  # measured ones are handed on to the loss too
-        return result
+        from egrc_lite.train.entropy_stats import capture_last_hidden
+
+        if not (torch.is_grad_enabled() and self.model.training):  # not the loss forward
+            return super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        # the loss forward, once per micro-batch; away from T = 1 it keeps its last hidden states (for entropy_t1)
+        t1_apart = self.temperature != 1 and self.egrc_entropy_fallback
+        with capture_last_hidden(self.accelerator.unwrap_model(model), t1_apart) as hidden:
+            result = super()._get_per_token_logps_and_entropies(
+                model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        entropies = self._egrc_add_entropies(model, input_ids, attention_mask, logits_to_keep, result[1], hidden)
+        return (result[0], entropies, *result[2:])  # measured ones are handed on to the loss too
 
     # ------------------------------------------------------------------ metrics
-    def _egrc_add_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor,
-                            logits_to_keep: int, entropies: torch.Tensor | None) -> torch.Tensor | None:
-        """Add one loss forward's entropies ``[B, T]`` (measured here when ``None``) to the step's sums.
+    def _egrc_add_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
+                            entropies: torch.Tensor | None, hidden: list[torch.Tensor] | None = None) -> Any:
+        """Add one loss forward's entropies ``[B, T]`` (measured here when ``None``) to the step's sums, and
+        those at temperature 1 (the stage's own at T = 1, else from that forward's last ``hidden`` states).
 
         Returns the entropies used (``None`` when there are none). Every process calls this once
         per micro-batch and takes the same path, so the reduce stays collective.
         """
+        from egrc_lite.train.entropy_stats import capture_last_hidden, entropies_t1
+
+        unwrapped, at_t1 = self.accelerator.unwrap_model(model), self.temperature == 1
         if entropies is None:
             if not self.egrc_entropy_fallback:
                 return None
-            with self.accelerator.autocast():
-                entropies = completion_entropies(self.accelerator.unwrap_model(model), input_ids, attention_mask,
+            with self.accelerator.autocast(), capture_last_hidden(unwrapped, not at_t1) as hidden:
+                entropies = completion_entropies(unwrapped, input_ids, attention_mask,
                                                  logits_to_keep, self.temperature)  # [B, T]
+        with self.accelerator.autocast():
+            ents_t1 = entropies if at_t1 else entropies_t1(unwrapped, hidden, input_ids, attention_mask, logits_to_keep)
         mask = attention_mask[:, -logits_to_keep:]  # [B, T] sampled tokens
-        local = entropy_sums(input_ids[:, -logits_to_keep:], entropies, mask, self.egrc_connectors)  # [6]
+        local = entropy_sums(input_ids[:, -logits_to_keep:], entropies, mask, self.egrc_connectors, ents_t1)  # [8]
         total = self.accelerator.reduce(local, reduction="sum").tolist()
         self._egrc_entropy = [a + b for a, b in zip(self._egrc_entropy, total)]
         return entropies
@@ -264,45 +300,16 @@ class EgrcTrainerMixin:
         return stats
 
     def egrc_pop_step_stats(self) -> dict[str, float]:
-        """The last generation's metrics plus the token entropy of its completions; resets them."""
+        """The last generation's metrics plus the token entropy of the step's loss forwards; resets the
+        entropy, and the generation's metrics after its last pass (``train.num_iterations``, logged as
+        ``pass`` when above 1)."""
         stats = {**self._egrc_stats, **entropy_metrics(self._egrc_entropy, self.egrc_connectors)}
-        self._egrc_stats, self._egrc_entropy = {}, [0.0] * N_SUMS
+        self._egrc_entropy, self._egrc_passes = [0.0] * N_SUMS, self._egrc_passes + 1
+        if self.num_iterations > 1 and self._egrc_stats:
+            stats["pass"] = float(self._egrc_passes)
+        if self._egrc_passes >= self.num_iterations:
+            self._egrc_stats = {}
         return stats
-
-    def _capture_samples(self, inputs: list[dict[str, Any]], rewards_per_func: torch.Tensor,
-                         rewards: torch.Tensor, result: Any, lengths: torch.Tensor) -> list[dict[str, Any]]:
-        """Gathered prompts/completions of this batch from TRL's completion log, with our scores."""
-        from accelerate.utils import gather_object
-
-        n_all = rewards.numel()
-        logs = getattr(self, "_logs", None)
-        if not logs or len(logs.get("completion", ())) < n_all:
-            return []
-        prompts, completions = list(logs["prompt"])[-n_all:], list(logs["completion"])[-n_all:]
-        extra = gather_object([{"id": x.get("id"), "answer": x.get("answer")} for x in inputs])
-        rpf = rewards_per_func.float().cpu()
-        return [{
-            "id": extra[i].get("id") if i < len(extra) else None,
-            "prompt": _text(prompts[i]), "completion": _text(completions[i]),
-            "answer": extra[i].get("answer") if i < len(extra) else None,
-            "reward": _json_float(rewards[i]),
-            "rewards": {n: _json_float(rpf[i, j]) for j, n in enumerate(self.reward_func_names)},
-            "advantage": float(result.advantages[i]), "kept": bool(result.mask[i]), "length": int(lengths[i]),
-        } for i in range(n_all)]
-
-
-def _json_float(value: Any) -> float | None:
-    value = float(value)
-    return value if value == value and abs(value) != float("inf") else None
-
-
-def _text(message: Any) -> str:
-    """The text of a prompt/completion: a string, or the last message's content of a conversation."""
-    if isinstance(message, str):
-        return message
-    if isinstance(message, list) and message and isinstance(message[-1], dict):
-        return str(message[-1].get("content", ""))
-    return str(message)
 
 
 def _make_skip_callback(trainer: Any) -> Any:
@@ -363,13 +370,15 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
 
     from egrc_lite.train.arguments import build_grpo_config
     from egrc_lite.train.loggers import tensorboard_callback
-    from egrc_lite.train.rewards import build_reward_funcs
+    from egrc_lite.train.rewards import bind_trainer, build_reward_funcs
 
     args = build_grpo_config(cfg, stage, output_dir=output_dir, seed=seed, **config_overrides)
     funcs = reward_funcs if reward_funcs is not None else build_reward_funcs(stage.mode, cfg.reward, stage)
     cls = trainer_class or make_trainer_class()
     trainer = cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
-                  callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta)
+                  callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta,
+                  loss_aggregation=cfg.train.loss_aggregation)
+    bind_trainer(funcs, trainer)  # EOS ids (cut at the cap or not) and whether the template opens <think>
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     if trainer.pop_callback(TensorBoardCallback) is not None:  # train.report_to has tensorboard
