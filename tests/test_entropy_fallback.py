@@ -15,6 +15,7 @@ from egrc_lite.config import ConfigError, EgrcConfig, StageConfig
 from egrc_lite.runs import RunDir
 from egrc_lite.train import entropy_stats, runner as stage_runner, trainer as training
 from egrc_lite.train.schedule import plan_stages
+from tiny_training import EvenReward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -42,15 +43,6 @@ def tiny_cfg(**over) -> EgrcConfig:
     return EgrcConfig.model_validate(data)
 
 
-class FixedReward:
-    """Reward 0.5 for every even completion, 0 for the others (so the compress stage keeps half)."""
-
-    __name__ = "fixed"
-
-    def __call__(self, prompts=None, completions=None, **kwargs):
-        return [0.5 if i % 2 == 0 else 0.0 for i in range(len(completions))]
-
-
 def _one_step(tmp_path, *, accum: int = 1) -> dict:
     """One optimiser step on builtin:tiny, seeded; the step's metrics (connectors: half the vocabulary)."""
     from egrc_lite.backends.hf import load_policy
@@ -62,7 +54,7 @@ def _one_step(tmp_path, *, accum: int = 1) -> dict:
     stage = StageConfig(mode="compress", steps=1, length_clip=8)
     dataset = to_prompt_dataset(load_problems(cfg.data), cfg.data)
     trainer = training.build_trainer(cfg, stage, model, tok, dataset, output_dir=str(tmp_path / "out"),
-                                     reward_funcs=[FixedReward()])
+                                     reward_funcs=[EvenReward()])
     words = sorted({normalize_token(t) for t in tok.get_vocab()} - {""})
     trainer.egrc_connectors = ConnectorMatcher(tok, words[::2])  # connectors and other tokens in every step
     trainer.train()
@@ -117,7 +109,7 @@ def test_auto_switch_fires_when_the_backend_returns_no_entropies(tmp_path, monke
     from egrc_lite.train import rewards
 
     monkeypatch.setattr(trl, "GRPOTrainer", UnslothLike)
-    monkeypatch.setattr(rewards, "build_reward_funcs", lambda *a, **k: [FixedReward()])
+    monkeypatch.setattr(rewards, "build_reward_funcs", lambda *a, **k: [EvenReward()])
     cfg = tiny_cfg(schedule={"auto_switch": {"enabled": True, "metric": "entropy", "window": 1, "patience": 1,
                                              "min_delta": 0.5, "min_steps": 2}})
     run_dir = RunDir(tmp_path / "run")
@@ -157,7 +149,7 @@ def test_entropy_source_and_the_stage_start_check_on_a_built_trainer(tmp_path, m
 
     def build(cls: type | None) -> object:
         return training.build_trainer(cfg, compress.config, model, tok, dataset, output_dir=str(tmp_path),
-                                      reward_funcs=[FixedReward()], trainer_class=cls)
+                                      reward_funcs=[EvenReward()], trainer_class=cls)
 
     assert build(None).egrc_entropy_source() == "loss"
     trainer = build(training.make_trainer_class(UnslothLike))
@@ -182,7 +174,6 @@ from egrc_lite import train
 from egrc_lite.config import EgrcConfig
 from egrc_lite.runs import RunDir
 from egrc_lite.train import rewards
-
 
 
 def fixed(completions=None, **kwargs):

@@ -17,6 +17,7 @@ from egrc_lite.evaluation import plots as eval_plots
 from egrc_lite.runs import RunDir
 from egrc_lite.train import rewards
 from egrc_lite.train import trainer as training
+from tiny_training import EvenReward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -37,15 +38,6 @@ def tiny_cfg(**over) -> EgrcConfig:
     for key, value in over.items():
         data[key] = {**data.get(key, {}), **value}
     return EgrcConfig.model_validate(data)
-
-
-class FixedReward:
-    """Reward 0.5 for every even completion, 0 for the others."""
-
-    __name__ = "fixed"
-
-    def __call__(self, prompts=None, completions=None, **kwargs):
-        return [0.5 if i % 2 == 0 else 0.0 for i in range(len(completions))]
 
 
 def _hand_entropies(model, input_ids, attention_mask, logits_to_keep, temperature):
@@ -70,7 +62,7 @@ def _one_step(tmp_path, monkeypatch, temperature: float, accum: int = 1) -> tupl
     stage = StageConfig(mode="compress", steps=1, length_clip=8, temperature=temperature)
     dataset = to_prompt_dataset(load_problems(cfg.data), cfg.data)
     trainer = training.build_trainer(cfg, stage, model, tok, dataset, output_dir=str(tmp_path / "out"),
-                                     reward_funcs=[FixedReward()])
+                                     reward_funcs=[EvenReward()])
     sums = {"t": [0.0, 0.0], "t1": [0.0, 0.0]}
     original = training.EgrcTrainerMixin._egrc_add_entropies
 
@@ -114,7 +106,7 @@ def test_t1_entropy_without_loss_entropies_equals_the_loss_forward_one(tmp_path,
 def test_runs_log_and_plot_the_t1_entropy(tmp_path, monkeypatch):
     """metrics.jsonl has train/entropy_t1/mean every step (= train/entropy/mean where T = 1: explore);
     the training-curve plots draw it."""
-    monkeypatch.setattr(rewards, "build_reward_funcs", lambda *a, **k: [FixedReward()])
+    monkeypatch.setattr(rewards, "build_reward_funcs", lambda *a, **k: [EvenReward()])
     run_dir = RunDir(tmp_path / "run")
     train.run_schedule(tiny_cfg(), run_dir)
     rows = run_dir.metrics.rows()

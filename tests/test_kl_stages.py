@@ -17,6 +17,7 @@ from egrc_lite import train
 from egrc_lite.config import EgrcConfig
 from egrc_lite.runs import RunDir
 from egrc_lite.train import rewards, runner as stage_runner, trainer as training
+from tiny_training import EvenReward
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -30,15 +31,6 @@ def kl_cfg() -> EgrcConfig:
         "train": {"num_generations": 4, "prompts_per_step": 2, "save_steps": 2, "learning_rate": 1e-2,
                   "num_samples_logged": 0},
     })
-
-
-class FixedReward:
-    """Reward 0.5 for every even completion, 0 for the others: every step updates the adapter."""
-
-    __name__ = "fixed"
-
-    def __call__(self, prompts=None, completions=None, **kwargs):
-        return [0.5 if i % 2 == 0 else 0.0 for i in range(len(completions))]
 
 
 def adapter(model, name: str) -> dict[str, torch.Tensor]:
@@ -55,7 +47,7 @@ def same(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> bool:
 def spy(monkeypatch):
     """Per generation (= optimiser step): ``(mode, default adapter, ref adapter)`` as the step starts; the
     generation number ``crash_at`` raises instead (a crash mid-run)."""
-    monkeypatch.setattr(rewards, "build_reward_funcs", lambda *a, **k: [FixedReward()])
+    monkeypatch.setattr(rewards, "build_reward_funcs", lambda *a, **k: [EvenReward()])
     cls = training.make_trainer_class()
     original = cls._generate_and_score_completions
     seen: list[tuple[str, dict, dict]] = []

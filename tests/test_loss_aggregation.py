@@ -21,6 +21,7 @@ from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.presets import resolve
 from egrc_lite.train import trainer as training
 from egrc_lite.train.loss_mask import SCORED, kept_loss_mask
+from tiny_training import FixedReward, merge_dicts
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -32,13 +33,6 @@ KEPT = {1: 1.0, 2: 1.6, 6: 0.6}
 # ---------------------------------------------------------------------------- helpers (as in test_training)
 
 
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
-
-
 def tiny_cfg(**over) -> EgrcConfig:
     base = {
         "model": {"name_or_path": "builtin:tiny"},
@@ -47,19 +41,7 @@ def tiny_cfg(**over) -> EgrcConfig:
         "train": {"num_generations": 4, "prompts_per_step": 2, "learning_rate": 1e-2, "num_samples_logged": 0,
                   "max_grad_norm": 1e9},  # gradients are compared before the optimiser: no clipping
     }
-    return EgrcConfig.model_validate(_merge(base, over))
-
-
-class FixedReward:
-    """A TRL reward function returning queued reward lists, one per call (the last repeats)."""
-
-    def __init__(self, *batches: list[float], name: str = "fixed") -> None:
-        self.batches, self.calls, self.__name__ = list(batches), 0, name
-
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs):
-        batch = self.batches[min(self.calls, len(self.batches) - 1)]
-        self.calls += 1
-        return list(batch)[: len(completions)]
+    return EgrcConfig.model_validate(merge_dicts(base, over))
 
 
 def make_trainer(tmp_path, mode: str, rewards: list[list[float]], *, cfg: EgrcConfig | None = None, steps: int = 1,

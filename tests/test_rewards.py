@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 import egrc_lite
 from egrc_lite.train import rewards as RF
-from egrc_lite.train import rewards as R
+from egrc_lite.train import reward_formulas as R
 from egrc_lite.config import RewardConfig, StageConfig
 
 KINDS = ["exponential", "linear", "cosine"]
@@ -305,7 +305,7 @@ def test_thinking_never_closed_is_unanswered_when_the_template_opened_it(fake_gr
     conv = [[{"role": "user", "content": "q"}]]
     assert [p[0] for p in _parts(_explore(), short, [[7, 2]], conv)] == [0.0, 1.0, 0.0]  # no <think>: whole text
     opened = _explore(eos_token_ids=[2], processing_class=_ThinkTemplate())
-    assert opened[1].think_opened and RF.template_opens_think(_ThinkTemplate())
+    assert opened[1].think_opened and R.template_opens_think(_ThinkTemplate())
     assert [p[0] for p in _parts(opened, short, [[7, 2]], conv)] == [0.0, 0.0, 0.0]
     assert [p[0] for p in _parts(opened, ["a</think>\\boxed{42}"], [[7, 2]], conv)] == [0.1, 1.0, 0.0]
     # a text prompt that ends inside <think>, or a completion that opens one itself, without the template

@@ -522,8 +522,14 @@ def test_ctrl_c_stops_the_child_and_the_sweep_and_a_rerun_resumes(tmp_path):
     # parent may lag a few of the smoke preset's sub-second steps behind)
     plan = plan_sweep(["smoke"], ["train.seed=0"], ["schedule.stages.0.steps=20"])
     out = tmp_path / "sw"
-    with pytest.raises(KeyboardInterrupt):
-        run_sweep(plan, out, train_progress=CtrlC(), isolate=True)
+    # A shell without job control starts background jobs with SIGINT ignored, and a spawned child inherits
+    # that: give this process Python's own handler, so the child gets one too, as in a terminal.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(plan, out, train_progress=CtrlC(), isolate=True)
+    finally:
+        signal.signal(signal.SIGINT, previous)
     assert not multiprocessing.active_children()
     entry = _status(out)["seed=0"]
     assert (entry["status"], entry["reason"]) == ("pending", "interrupted")

@@ -22,18 +22,12 @@ from egrc_lite import train
 from egrc_lite.train import runner as stage_runner, trainer as training
 from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.runs import RunDir
+from tiny_training import FixedReward, merge_dicts
 
 REPO = Path(__file__).resolve().parents[1]
 
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-
-def _merge(base: dict, over: dict) -> dict:
-    out = dict(base)
-    for key, value in over.items():
-        out[key] = _merge(out[key], value) if isinstance(value, dict) and isinstance(out.get(key), dict) else value
-    return out
 
 
 def tiny_cfg(**over) -> EgrcConfig:
@@ -45,19 +39,7 @@ def tiny_cfg(**over) -> EgrcConfig:
         "train": {"num_generations": 4, "prompts_per_step": 2, "save_steps": 2, "sample_every": 2,
                   "learning_rate": 1e-2, "num_samples_logged": 3},
     }
-    return EgrcConfig.model_validate(_merge(base, over))
-
-
-class FixedReward:
-    """A TRL reward function returning queued reward lists, one per call (the last repeats)."""
-
-    def __init__(self, *batches: list[float], name: str = "fixed") -> None:
-        self.batches, self.calls, self.__name__ = list(batches), 0, name
-
-    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs):
-        batch = self.batches[min(self.calls, len(self.batches) - 1)]
-        self.calls += 1
-        return list(batch)[: len(completions)]
+    return EgrcConfig.model_validate(merge_dicts(base, over))
 
 
 def lora_state(model) -> dict[str, torch.Tensor]:
