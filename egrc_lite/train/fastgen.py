@@ -1,8 +1,9 @@
 """Rollouts from merged LoRA weights: generation runs ``x @ (W + s*B@A)^T`` instead of ``x @ W^T + s*B(A(x))``.
 
 During rollout generation every LoRA-wrapped linear layer costs a base matmul plus two small ones
-(and their Python/dispatch overhead at every decoded token), which made the LoRA layers 46% of the
-CPU demo's generation time. :func:`merged_lora_weights` is a context manager that, for every LoRA
+(and their Python/dispatch overhead at every decoded token). Merging removes the small ones: on the
+CPU demo generation takes 0.91x the time (a step 0.94x, ``benchmarks/step_breakdown.py``), since the
+base matmuls dominate. :func:`merged_lora_weights` is a context manager that, for every LoRA
 layer where it is exact, swaps the base layer's weight for a new tensor ``W + delta`` (peft's
 ``get_delta_weight``, summed over the active adapters) and marks the adapters merged, so peft's
 forward calls the base layer only. On exit the *original* weight tensor objects are put back (never
