@@ -36,8 +36,8 @@ from egrc_lite.analysis.entropy import (
 )
 from egrc_lite.config import AnalysisSettings, DataConfig
 from egrc_lite.analysis.correlation import correlation
-from egrc_lite.analysis.progress import AnalysisProgress, NullProgress
 from egrc_lite.errors import EgrcError
+from egrc_lite.generate.base import BatchProgress, NullProgress
 from egrc_lite.runs import atomic_write_json, atomic_write_text, metrics_file, read_metrics
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -97,7 +97,7 @@ def _decoder(tokenizer: Any) -> Any:
 
 
 def _sample(model: Any, tokenizer: Any, problems: Sequence[Problem], settings: AnalysisSettings,
-            source: str, progress: AnalysisProgress) -> list[dict[str, Any]]:
+            source: str, progress: BatchProgress) -> list[dict[str, Any]]:
     """Rollouts as dicts with ``problem``, ``sample``, ``prompt_ids`` and the generated :class:`Sample`."""
     from egrc_lite.data import build_messages
     from egrc_lite.generate.hf import HFGenerator
@@ -116,7 +116,7 @@ def _sample(model: Any, tokenizer: Any, problems: Sequence[Problem], settings: A
 
 
 def _score(model: Any, rollouts: Sequence[dict[str, Any]], verdicts: Sequence[bool], temperature: float,
-           decode: Any, connector_ids: Any, progress: AnalysisProgress) -> list[dict[str, Any]]:
+           decode: Any, connector_ids: Any, progress: BatchProgress) -> list[dict[str, Any]]:
     """The response records of ``rollouts`` with every token's entropy and proxy (phase ``score``)."""
     progress.start("score", total=len(rollouts), reused=0)
     responses: list[dict[str, Any]] = []
@@ -137,7 +137,7 @@ def _score(model: Any, rollouts: Sequence[dict[str, Any]], verdicts: Sequence[bo
 
 
 def _exact(model: Any, rollouts: Sequence[dict[str, Any]], responses: list[dict[str, Any]],
-           settings: AnalysisSettings, progress: AnalysisProgress) -> None:
+           settings: AnalysisSettings, progress: BatchProgress) -> None:
     """Fill the ``exact`` gradient norms of ``settings.exact_tokens`` random tokens (phase ``exact-grad``)."""
     import torch
 
@@ -183,13 +183,14 @@ def _by_correctness(responses: Sequence[dict[str, Any]]) -> dict[str, Any]:
 def analyze_model(cfg: EgrcConfig, problems: Sequence[Problem], out_dir: str | Path,
                   settings: AnalysisSettings | None = None, *, adapter: str | Path | None = None,
                   connectors: Iterable[str] | None = None, data_source: str = "", model: Any = None,
-                  tokenizer: Any = None, progress: AnalysisProgress | None = None) -> dict[str, Any]:
+                  tokenizer: Any = None, progress: BatchProgress | None = None) -> dict[str, Any]:
     """Sample, score, grade and write the analysis directory of ``out_dir``; returns ``report.json``'s dict.
 
     The model of ``cfg`` is loaded with a trainable LoRA adapter (``adapter``, or a fresh one whose
     ``B = 0`` makes the exact gradient flow to ``B`` only), unless ``model`` and ``tokenizer`` are
     given. ``connectors`` default to ``cfg.analysis.connectors``. ``progress`` hears each phase
-    (:class:`AnalysisProgress`).
+    (:class:`~egrc_lite.generate.base.BatchProgress`: phases ``generate`` per batch, ``score`` per
+    problem, ``exact-grad`` per response).
     """
     import torch
 

@@ -226,7 +226,7 @@ def _error_line(message: str) -> None:
 class EvalProgressBar:
     """Progress per benchmark (or analysis phase): done/total samples, samples/s, tokens/s, elapsed, ETA.
 
-    Implements evaluation's ``EvalProgress`` (and analysis' ``AnalysisProgress``, the same calls) plus
+    Implements ``generate.base.BatchProgress`` (evaluation's and analysis' progress) plus
     ``close``. On a terminal a live line (:class:`StageLine`); elsewhere one plain line per ``advance``:
     ``math500 12/500  elapsed 0:00:10  ETA 0:06:40  1.23 samples/s  456 tok/s``.
     """

@@ -28,13 +28,14 @@ import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from egrc_lite.evaluation.tasks import Benchmark
 from egrc_lite.config import DataConfig, EvalSettings
 from egrc_lite.data import Problem, build_messages
 from egrc_lite.errors import EgrcError
 from egrc_lite.generate import Generator, Messages, Sample, request_chunk
+from egrc_lite.generate.base import BatchProgress as EvalProgress, NullProgress
 from egrc_lite.evaluation.metrics import l_acc, reasoning_steps, summarize
 from egrc_lite.runs import JsonlLog, atomic_write_json
 
@@ -49,27 +50,6 @@ SAMPLE_KEYS = ("model", "adapter", "max_tokens", "temperature", "top_p", "answer
 
 class EvalError(EgrcError, ValueError):
     """A problem with an evaluation directory or a summary; one line naming the file and the fix."""
-
-
-class EvalProgress(Protocol):
-    """What :func:`evaluate` reports as it goes (the CLI draws a progress bar from it)."""
-
-    def start(self, benchmark: str, total: int, reused: int) -> None: ...
-    def advance(self, samples: int, tokens: int) -> None: ...
-    def finish(self, benchmark: str, summary: dict[str, Any]) -> None: ...
-
-
-class NullProgress:
-    """Reports nothing (the default), so the loop never branches on whether anyone listens."""
-
-    def start(self, benchmark: str, total: int, reused: int) -> None:
-        pass
-
-    def advance(self, samples: int, tokens: int) -> None:
-        pass
-
-    def finish(self, benchmark: str, summary: dict[str, Any]) -> None:
-        pass
 
 
 @dataclass

@@ -34,6 +34,28 @@ class GenerationError(EgrcError, RuntimeError):
     """A backend or model that cannot be used for generation; one line naming the fix."""
 
 
+class BatchProgress(Protocol):
+    """What a loop over generation batches reports as it goes (evaluation per benchmark, analysis per
+    phase); the CLI draws one progress bar from it. ``finish`` gets a summary of the phase."""
+
+    def start(self, benchmark: str, total: int, reused: int) -> None: ...
+    def advance(self, samples: int, tokens: int) -> None: ...
+    def finish(self, benchmark: str, summary: dict[str, Any]) -> None: ...
+
+
+class NullProgress:
+    """Reports nothing (the default), so a loop never branches on whether anyone listens."""
+
+    def start(self, benchmark: str, total: int, reused: int) -> None:
+        pass
+
+    def advance(self, samples: int, tokens: int) -> None:
+        pass
+
+    def finish(self, benchmark: str, summary: dict[str, Any]) -> None:
+        pass
+
+
 @dataclass
 class Sample:
     """One sampled completion."""

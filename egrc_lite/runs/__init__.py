@@ -257,18 +257,9 @@ def find_adapter_dir(path: Path) -> Path:
 def run_model_section(adapter: Path) -> dict[str, Any] | None:
     """The ``model`` section of the run config above ``adapter`` (``RUN/config.yaml``), if it names a model.
 
-    Raises :class:`RunError` when that file exists but cannot be read as YAML.
+    Raises :class:`RunError` when that file exists but is not a YAML mapping (:func:`run_config`).
     """
-    import yaml
-
-    path = adapter.parent / "config.yaml"
-    if not path.is_file():
-        return None
-    try:
-        saved = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        section = saved.get("model")
-    except (OSError, yaml.YAMLError, AttributeError) as err:
-        raise RunError(f"{path}: unreadable run config ({type(err).__name__})") from None
+    section = (run_config(adapter) or {}).get("model")
     return dict(section) if isinstance(section, dict) and section.get("name_or_path") else None
 
 
