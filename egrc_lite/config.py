@@ -273,6 +273,10 @@ class TrainConfig(_Strict):
     merge_lora_for_generation: bool = Field(
         True, description="sample rollouts from merged LoRA weights (W + BA) where that is exact: float32, "
         "LoRA dropout 0, hf backend, not 4-bit; faster, one extra copy of the targeted weights while generating")
+    group_by_length: bool = Field(
+        True, description="run the loss over micro-batches of similar completion length, each cut to its longest "
+        "completion instead of the step's (exact: the same update up to float summation order); faster when "
+        "gradient_accumulation_steps > 1 and lengths vary")
     report_to: str | list[str] = Field(
         "none", description="TRL's loggers: tensorboard, wandb, trackio or none, or a list of several "
         "(tensorboard writes to <run>/logs/<i>-<stage>); needs " + LOGGERS_INSTALL)

@@ -1,4 +1,4 @@
-"""The completions a training step logs (``train.sample_every``): TRL's completion log plus egrc-lite's scores."""
+"""What a training step logs: its metrics (:func:`generation_stats`) and its sampled completions (``train.sample_every``)."""
 
 from __future__ import annotations
 
@@ -48,3 +48,39 @@ def _text(message: Any) -> str:
     if isinstance(message, list) and message and isinstance(message[-1], dict):
         return str(message[-1].get("content", ""))
     return str(message)
+
+
+def _quantiles(values: torch.Tensor, qs: tuple[float, ...]) -> list[float]:
+    if values.numel() == 0:
+        return [float("nan")] * len(qs)
+    return torch.quantile(values.float(), torch.tensor(qs, dtype=torch.float32)).tolist()
+
+
+def generation_stats(reward_func_names: list[str], rewards_per_func: torch.Tensor, rewards: torch.Tensor,
+                     result: Any, lengths: torch.Tensor, truncated: torch.Tensor, skipped: bool) -> dict[str, float]:
+    """One generation's metrics: rewards (total and per function), answer accuracy, completion lengths,
+    the truncated and kept fractions, whether the update is skipped, and the advantage statistics."""
+    rpf = rewards_per_func.float().cpu()  # [B_all, F]
+    stats: dict[str, float] = {"reward/mean": float(torch.nanmean(rewards.float().cpu()))}
+    for i, name in enumerate(reward_func_names):
+        stats[f"reward/{name}"] = float(torch.nanmean(rpf[:, i]))
+    if "answer" in reward_func_names:
+        stats["acc"] = float((rpf[:, reward_func_names.index("answer")] > 0).float().mean())
+    p50, p90 = _quantiles(lengths, (0.5, 0.9))
+    stats.update({"len/mean": float(lengths.mean()), "len/p50": p50, "len/p90": p90,
+                  "truncated_rate": float(truncated.float().mean()),  # hit the cap without EOS
+                  "kept_frac": float(result.mask.float().mean()),
+                  "skipped_update": float(skipped)})
+    kept = result.mask
+    stats["adv/mean_kept"] = float(result.advantages[kept].mean()) if bool(kept.any()) else 0.0
+    for key, value in result.stats.items():
+        stats[key if key.startswith("adv/") else f"adv/{key}"] = float(value)
+    return stats
+
+
+def truncated_rows(ids: torch.Tensor, mask: torch.Tensor, eos_ids: Any, cap: int) -> torch.Tensor:
+    """``[B]`` bool: completions (``ids``, ``mask``: ``[B, T]``) that reached ``cap`` tokens without an EOS."""
+    lengths = mask.sum(dim=1)  # [B]
+    last = ids.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # [B]
+    eos = torch.tensor(list(eos_ids), device=ids.device)
+    return (~torch.isin(last, eos)) & (lengths >= cap)

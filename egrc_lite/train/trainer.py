@@ -14,10 +14,15 @@ trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
     ``tool_mask``, for ``train.loss_aggregation: sequence``; :mod:`egrc_lite.train.loss_mask`).
     The attention mask stays intact so the loss forward also yields valid token entropies for
     every sampled completion. The batch gets the marker ``loss_mask.SCORED``.
+``_prepare_inputs``
+    call TRL; after a generation, regroup its micro-batches by loss weight and completion length, each
+    cut to its longest completion (:mod:`egrc_lite.train.microbatch`, ``train.group_by_length``).
 ``compute_loss``
     refuses a batch without that marker (TRL bypassed our scoring); init refuses TRL settings the
     normaliser is not written for (:func:`~egrc_lite.train.loss_mask.check_trl_settings`). With
     ``train.num_iterations > 1`` TRL reuses the scored batch (mask and normaliser too) that many steps.
+    With ``train.group_by_length`` (one process) only rows with loss weight enter the loss forward and
+    backward; dropped rows get a no-grad forward for the entropy metrics, or none.
 ``_generate_single_turn``
     TRL's rollout generation, run from merged LoRA weights where that is exact (hf backend, no vLLM,
     no sharded weights; :mod:`egrc_lite.train.fastgen` decides per layer). ``train.merge_lora_for_generation``.
@@ -56,14 +61,15 @@ import torch
 from egrc_lite.train.advantages import STAGE_ADVANTAGE, get_advantage_fn
 from egrc_lite.train.entropy_stats import N_SUMS, can_score, completion_entropies, entropy_metrics, entropy_sums
 from egrc_lite.train.loss_mask import LOSS_AGGREGATIONS, SCORED, check_trl_settings, kept_loss_mask, require_scored
-from egrc_lite.train.samples import capture_samples
+from egrc_lite.train.samples import capture_samples, generation_stats, truncated_rows
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig, StageConfig
 
 logger = logging.getLogger(__name__)
 
-TRL_SEAMS = ("_calculate_rewards", "_generate_and_score_completions", "_get_per_token_logps_and_entropies")
+TRL_SEAMS = ("_calculate_rewards", "_generate_and_score_completions", "_get_per_token_logps_and_entropies",
+             "_prepare_inputs")
 """The private GRPOTrainer methods the mixin overrides (tested by name and signature)."""
 
 _PRE_TRL_FORWARD = "_egrc_pre_trl_forward"
@@ -92,12 +98,6 @@ def restore_forward(model: Any) -> None:
         base.forward = original
 
 
-def _quantiles(values: torch.Tensor, qs: tuple[float, ...]) -> list[float]:
-    if values.numel() == 0:
-        return [float("nan")] * len(qs)
-    return torch.quantile(values.float(), torch.tensor(qs, dtype=torch.float32)).tolist()
-
-
 class EgrcTrainerMixin:
     """Replaces TRL's advantages with egrc-lite's for one stage ``mode`` (compress|explore|entangled).
 
@@ -114,6 +114,8 @@ class EgrcTrainerMixin:
     entropy metric then covers the kept samples only."""
     egrc_loss_entropies = True
     """Whether the base class's loss forward returns token entropies (stock TRL: yes; unsloth: no)."""
+    egrc_group_by_length = True
+    """Regroup each generation's micro-batches by completion length, cut to it (``train.group_by_length``)."""
     egrc_merge_lora_for_generation = True
     """Generate rollouts from merged LoRA weights where exact (``train.merge_lora_for_generation``;
     never on unsloth, whose generation path differs)."""
@@ -184,16 +186,48 @@ class EgrcTrainerMixin:
         self._egrc_passes = 0
 
         lengths = self.accelerator.gather(completion_mask.sum(dim=1)).float().cpu()  # [B_all]
-        truncated = self._truncated(out["completion_ids"], completion_mask)  # [B_all]
-        self._egrc_stats = self._step_stats(rewards_per_func, rewards, result, lengths, truncated)
+        truncated = self.accelerator.gather(truncated_rows(out["completion_ids"], completion_mask, self.eos_token_ids,
+                                                           self.max_completion_length)).cpu()  # [B_all]
+        self._egrc_stats = generation_stats(self.reward_func_names, rewards_per_func, rewards, result, lengths,
+                                            truncated, self._egrc_skip_update)
         if self.egrc_capture_samples:
             self.egrc_samples = capture_samples(getattr(self, "_logs", None), inputs, rewards_per_func, rewards,
                                                 result, lengths, self.reward_func_names)
         return out
 
+    def _prepare_inputs(self, generation_batch: Any) -> Any:
+        """TRL's buffered micro-batches, regrouped by completion length and cut to it after each generation
+        (``train.group_by_length``, :mod:`egrc_lite.train.microbatch`)."""
+        fresh = self.model.training and (self._buffered_inputs is None or self._step % (
+            self.args.steps_per_generation * self.num_iterations) == 0)
+        inputs = super()._prepare_inputs(generation_batch)
+        if not (fresh and self.egrc_group_by_length):
+            return inputs
+        from egrc_lite.train.microbatch import group_by_length
+
+        self._buffered_inputs = group_by_length(self._buffered_inputs)
+        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+
     def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
+        """TRL's loss over the rows with loss weight only (``train.group_by_length``); the others (dropped
+        by the advantage rule) only have their entropies measured, without grad, when those are tracked."""
+        from egrc_lite.train.microbatch import loss_rows, regroupable, take_rows
+
         require_scored(inputs, self.num_iterations)  # else TRL's advantages, or ratio 1 in every pass
-        return super().compute_loss(model, inputs, *args, **kwargs)
+        if not (self.egrc_group_by_length and self.egrc_loss_entropies and self.accelerator.num_processes == 1
+                and self.top_entropy_quantile >= 1.0 and regroupable(inputs)):
+            return super().compute_loss(model, inputs, *args, **kwargs)
+        weighted = loss_rows(inputs)  # [B]
+        dropped = (~weighted).nonzero().flatten()
+        if len(dropped) and self.egrc_entropy_fallback:  # a no-grad forward, for the entropy metrics only
+            rows = take_rows(inputs, dropped)
+            with torch.no_grad():
+                self._egrc_add_entropies(model, torch.cat([rows["prompt_ids"], rows["completion_ids"]], dim=1),
+                                         torch.cat([rows["prompt_mask"], rows["completion_mask"]], dim=1),
+                                         rows["completion_ids"].size(1), None)
+        if not weighted.any():  # no row trains: a zero loss that still reaches every trainable parameter
+            return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
+        return super().compute_loss(model, take_rows(inputs, weighted.nonzero().flatten()), *args, **kwargs)
 
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
         with self._egrc_generation_weights():
@@ -271,33 +305,6 @@ class EgrcTrainerMixin:
         if self.egrc_loss_entropies:
             return "loss"
         return "forward" if self.egrc_entropy_fallback and can_score(self.model) else None
-
-    def _truncated(self, ids: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """[B_all] bool: completions (ids, mask: [B, T]) that hit the generation cap without an EOS."""
-        lengths = mask.sum(dim=1)  # [B]
-        last = ids.gather(1, (lengths - 1).clamp(min=0).unsqueeze(1)).squeeze(1)  # [B]
-        eos = torch.tensor(list(self.eos_token_ids), device=ids.device)
-        truncated = (~torch.isin(last, eos)) & (lengths >= self.max_completion_length)  # [B]
-        return self.accelerator.gather(truncated).cpu()
-
-    def _step_stats(self, rewards_per_func: torch.Tensor, rewards: torch.Tensor, result: Any,
-                    lengths: torch.Tensor, truncated: torch.Tensor) -> dict[str, float]:
-        rpf = rewards_per_func.float().cpu()  # [B_all, F]
-        stats: dict[str, float] = {"reward/mean": float(torch.nanmean(rewards.float().cpu()))}
-        for i, name in enumerate(self.reward_func_names):
-            stats[f"reward/{name}"] = float(torch.nanmean(rpf[:, i]))
-        if "answer" in self.reward_func_names:
-            stats["acc"] = float((rpf[:, self.reward_func_names.index("answer")] > 0).float().mean())
-        p50, p90 = _quantiles(lengths, (0.5, 0.9))
-        stats.update({"len/mean": float(lengths.mean()), "len/p50": p50, "len/p90": p90,
-                      "truncated_rate": float(truncated.float().mean()),  # hit the cap without EOS
-                      "kept_frac": float(result.mask.float().mean()),
-                      "skipped_update": float(self._egrc_skip_update)})
-        kept = result.mask
-        stats["adv/mean_kept"] = float(result.advantages[kept].mean()) if bool(kept.any()) else 0.0
-        for key, value in result.stats.items():
-            stats[key if key.startswith("adv/") else f"adv/{key}"] = float(value)
-        return stats
 
     def egrc_pop_step_stats(self) -> dict[str, float]:
         """The last generation's metrics plus the token entropy of the step's loss forwards; resets the
@@ -385,6 +392,7 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
         trainer.add_callback(tensorboard_callback(logging_dir))
     trainer.egrc_entropy_fallback = cfg.analysis.track_entropy
     trainer.egrc_merge_lora_for_generation &= cfg.train.merge_lora_for_generation
+    trainer.egrc_group_by_length = cfg.train.group_by_length
     if trainer.egrc_entropy_source() == "forward":
         logger.info("token entropy: the backend's loss returns none; measured by a no-grad forward per micro-batch")
     if cfg.analysis.track_entropy:
