@@ -273,6 +273,9 @@ class TrainConfig(_Strict):
     merge_lora_for_generation: bool = Field(
         True, description="sample rollouts from merged LoRA weights (W + BA) where that is exact: float32, "
         "LoRA dropout 0, hf backend, not 4-bit; faster, one extra copy of the targeted weights while generating")
+    drop_finished_rows: bool = Field(
+        True, description="rollouts on the hf backend drop each finished completion from the decoding batch instead "
+        "of decoding it as padding until the longest ends (the same sampling distribution; other draws per seed)")
     group_by_length: bool = Field(
         True, description="run the loss over micro-batches of similar completion length, each cut to its longest "
         "completion instead of the step's (exact: the same update up to float summation order); faster when "

@@ -12,6 +12,7 @@ from egrc_lite.generate.base import (
     GenerationError, Messages, Sample, check_prompts_fit, encode_prompt, load_model_tokenizer, think_close_ids,
     think_token_count,
 )
+from egrc_lite.generate.pruned import generate_pruned
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -30,7 +31,8 @@ class HFGenerator:
     """Batched sampling with transformers ``generate`` (left padding), on a CPU or a GPU.
 
     Prompts are expanded ``n`` times, sorted by length to cut padding, and generated in batches
-    of ``batch_size`` sequences. Sampling is seeded per call (the global RNG state is restored).
+    of ``batch_size`` sequences; a row that ends leaves its batch (:mod:`egrc_lite.generate.pruned`).
+    Sampling is seeded per call (the global RNG state is restored).
     ``on_batch``, when given, hears the samples of each batch as it finishes (for progress).
     """
 
@@ -109,7 +111,7 @@ class HFGenerator:
         devices = [self.device] if self.device.type == "cuda" else []
         with torch.random.fork_rng(devices=devices), torch.inference_mode():
             torch.manual_seed(seed)
-            generated = self.model.generate(input_ids=input_ids, attention_mask=mask, **kwargs)  # [B, T + new]
+            generated = generate_pruned(self.model, input_ids, mask, **kwargs)  # [B, T + new]
         samples = []
         for row in generated[:, width:].tolist():
             stop = _first_stop(row, self.stop_ids)

@@ -1,4 +1,4 @@
-"""The TRL ``GRPOTrainer`` subclass: the only module that knows TRL internals.
+"""The TRL ``GRPOTrainer`` subclass: the module that knows TRL internals (with :mod:`egrc_lite.train.rollout`).
 
 TRL has no advantage hook, so :class:`EgrcTrainerMixin` works at these seams, which exist in
 trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
@@ -26,6 +26,7 @@ trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
 ``_generate_single_turn``
     TRL's rollout generation, run from merged LoRA weights where that is exact (hf backend, no vLLM,
     no sharded weights; :mod:`egrc_lite.train.fastgen` decides per layer). ``train.merge_lora_for_generation``.
+    Its ``model.generate`` drops finished rows (:mod:`egrc_lite.generate.pruned`, ``train.drop_finished_rows``).
 ``_get_per_token_logps_and_entropies``
     call TRL; during the loss forward, add the token entropies of all sampled tokens to the step's
     sums (:mod:`egrc_lite.train.entropy_stats`). When the loss forward returns none (unsloth calls
@@ -52,7 +53,6 @@ normaliser use global counts. On a machine without CUDA the config sets ``use_cp
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import TYPE_CHECKING, Any
 
@@ -116,6 +116,8 @@ class EgrcTrainerMixin:
     """Whether the base class's loss forward returns token entropies (stock TRL: yes; unsloth: no)."""
     egrc_group_by_length = True
     """Regroup each generation's micro-batches by completion length, cut to it (``train.group_by_length``)."""
+    egrc_drop_finished_rows = True
+    """Rollouts drop finished rows from the decoding batch (``train.drop_finished_rows``; not on unsloth)."""
     egrc_merge_lora_for_generation = True
     """Generate rollouts from merged LoRA weights where exact (``train.merge_lora_for_generation``;
     never on unsloth, whose generation path differs)."""
@@ -230,29 +232,13 @@ class EgrcTrainerMixin:
         return super().compute_loss(model, take_rows(inputs, weighted.nonzero().flatten()), *args, **kwargs)
 
     def _generate_single_turn(self, *args: Any, **kwargs: Any) -> Any:
-        with self._egrc_generation_weights():
+        from egrc_lite.train.rollout import rollout_speedups
+
+        with rollout_speedups(self):
             return super()._generate_single_turn(*args, **kwargs)
 
-    @contextlib.contextmanager
-    def _egrc_generation_weights(self) -> Any:
-        """Around one rollout generation: merged LoRA weights where exact, else as is (with a note, once)."""
-        from egrc_lite.train.fastgen import merged_lora_weights
-
-        self.egrc_merge_report = None
-        sharded = getattr(self, "is_deepspeed_enabled", False) or getattr(self, "is_fsdp_enabled", False)
-        blocker = ("vLLM generation" if getattr(self, "use_vllm", False) else
-                   "continuous batching" if getattr(self, "use_transformers_continuous_batching", False) else
-                   "sharded weights" if sharded else None)
-        if not self.egrc_merge_lora_for_generation or blocker:
-            self._egrc_note(blocker and f"merged-LoRA generation off: {blocker}; generating unmerged")
-            yield
-            return
-        with merged_lora_weights(self.model) as report:
-            self.egrc_merge_report = report
-            self._egrc_note(report.note())
-            yield
-
     def _egrc_note(self, note: str | None) -> None:
+        """Log ``note`` once per trainer."""
         if note and note not in self._egrc_notes:
             self._egrc_notes.add(note)
             logger.info(note)
@@ -351,7 +337,7 @@ def make_trainer_class(base: type | None = None) -> type:
         _CLASSES[base] = type("EgrcGRPOTrainer", (EgrcTrainerMixin, base), {
             "__module__": __name__, "__doc__": EgrcTrainerMixin.__doc__,
             "egrc_zero_completion_mask": unsloth, "egrc_loss_entropies": not unsloth,
-            "egrc_merge_lora_for_generation": not unsloth})
+            "egrc_merge_lora_for_generation": not unsloth, "egrc_drop_finished_rows": not unsloth})
     return _CLASSES[base]
 
 
@@ -393,6 +379,7 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
     trainer.egrc_entropy_fallback = cfg.analysis.track_entropy
     trainer.egrc_merge_lora_for_generation &= cfg.train.merge_lora_for_generation
     trainer.egrc_group_by_length = cfg.train.group_by_length
+    trainer.egrc_drop_finished_rows &= cfg.train.drop_finished_rows
     if trainer.egrc_entropy_source() == "forward":
         logger.info("token entropy: the backend's loss returns none; measured by a no-grad forward per micro-batch")
     if cfg.analysis.track_entropy:
