@@ -336,6 +336,10 @@ class AnalysisConfig(_Strict):
                                 "no token entropies (unsloth), measure them with an extra no-grad forward; "
                                 "also log entropy_t1/mean (one no-grad LM-head pass at T = 1 when the stage's "
                                 "temperature is not 1); auto_switch.metric=entropy needs it")
+    dropped_entropy_rows: int | None = Field(
+        None, ge=1, description="how many of a step's dropped completions (no loss weight) get a no-grad forward "
+        "for the entropy metrics when train.group_by_length keeps them out of the loss: null for all (exact), or "
+        "N for a uniform sample of N, weighted so the step's entropy is an unbiased estimate (cheaper)")
 
 
 class EgrcConfig(_Strict):

@@ -12,7 +12,7 @@ import torch
 
 from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.train import trainer as training
-from egrc_lite.train.microbatch import group_by_length, loss_rows
+from egrc_lite.train.microbatch import MEASURE, group_by_length, loss_rows, sample_dropped
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
@@ -80,11 +80,29 @@ def test_rows_with_loss_weight_come_first():
     assert loss_rows(out[0]).tolist() == [True, True] and loss_rows(out[1]).tolist() == [False, False]
 
 
-def tiny_cfg(group: bool) -> EgrcConfig:
+def test_dropped_rows_sampled_for_entropy_with_weights_that_add_up():
+    batches = _batches([3, 10, 1, 6, 2, 9], per_batch=2)
+    for batch in batches:
+        batch["tool_mask"] = torch.ones_like(batch["completion_mask"])
+    batches[0]["tool_mask"][0] = 1  # row 0 keeps its loss weight; the other five are dropped
+    for batch in batches[1:]:
+        batch["tool_mask"].zero_()
+    batches[0]["tool_mask"][1] = 0
+    every = sample_dropped(batches, None)
+    assert [b[MEASURE].tolist() for b in every] == [[0.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    assert [b[MEASURE].tolist() for b in sample_dropped(batches, 5)] == [[0.0, 1.0], [1.0, 1.0], [1.0, 1.0]]
+    for seed in range(5):
+        some = torch.cat([b[MEASURE] for b in sample_dropped(batches, 2, torch.Generator().manual_seed(seed))])
+        assert some[0] == 0 and sorted(some.tolist()) == [0.0] * 4 + [2.5, 2.5]  # 2 of 5 stand for 5
+    assert "completion_ids" in every[0] and MEASURE not in batches[0]
+
+
+def tiny_cfg(group: bool, dropped_entropy_rows: int | None = None) -> EgrcConfig:
     return EgrcConfig.model_validate({
         "model": {"name_or_path": "builtin:tiny"}, "data": {"builtin_size": 16},
         "train": {"num_generations": 4, "prompts_per_step": 2, "gradient_accumulation_steps": 4, "save_steps": 100,
-                  "learning_rate": 1e-2, "group_by_length": group}})
+                  "learning_rate": 1e-2, "group_by_length": group},
+        "analysis": {"dropped_entropy_rows": dropped_entropy_rows}})
 
 
 EOS_BIAS = 3.5
@@ -96,7 +114,7 @@ def _eos_column(logits: torch.Tensor, eos: int) -> torch.Tensor:
     return column
 
 
-def _train(tmp_path, group: bool, rewards=(0.5, 0.0, 0.0, 0.0)):
+def _train(tmp_path, group: bool, rewards=(0.5, 0.0, 0.0, 0.0), dropped_entropy_rows: int | None = None):
     """Two compress steps of builtin:tiny (eight completions in four micro-batches); ``rewards`` repeat over
     each step's completions. Returns the rows and width of each loss micro-batch, the losses, the step
     metrics and the adapter."""
@@ -105,7 +123,7 @@ def _train(tmp_path, group: bool, rewards=(0.5, 0.0, 0.0, 0.0)):
     from egrc_lite.backends.hf import load_policy
     from egrc_lite.data import load_problems, to_prompt_dataset
 
-    cfg = tiny_cfg(group)
+    cfg = tiny_cfg(group, dropped_entropy_rows)
     torch.manual_seed(1)
     model, tok, _ = load_policy(cfg)
     with torch.no_grad():  # a random B, so the first rollout already comes from a non-trivial adapter
@@ -119,12 +137,26 @@ def _train(tmp_path, group: bool, rewards=(0.5, 0.0, 0.0, 0.0)):
     trainer = training.build_trainer(
         cfg, stage, model, tok, dataset, output_dir=str(tmp_path / str(group)),
         reward_funcs=[lambda completions=None, **kw: [rewards[i % len(rewards)] for i in range(len(completions))]])
-    shapes, stats, forward = [], [], trainer._get_per_token_logps_and_entropies
+    shapes, stats, forward, measured = [], [], trainer._get_per_token_logps_and_entropies, []
 
     def logps(model, input_ids, *args, **kwargs):
         if torch.is_grad_enabled():
             shapes.append((input_ids.size(0), args[1] if len(args) > 1 else kwargs["logits_to_keep"]))
         return forward(model, input_ids, *args, **kwargs)
+
+    add = trainer._egrc_add_entropies
+
+    def add_entropies(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs):
+        before = trainer._egrc_entropy[1]  # the step's token count so far
+        out = add(model, input_ids, attention_mask, logits_to_keep, *args, **kwargs)
+        if not torch.is_grad_enabled():  # a dropped rows' forward: its tokens count weight times
+            weight = kwargs.get("weight", 1.0)
+            tokens = int(attention_mask[:, -logits_to_keep:].sum())
+            assert trainer._egrc_entropy[1] - before == pytest.approx(weight * tokens)
+            measured.append((input_ids.size(0), weight))
+        return out
+
+    trainer._egrc_add_entropies = add_entropies
 
     class Stats(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
@@ -134,14 +166,16 @@ def _train(tmp_path, group: bool, rewards=(0.5, 0.0, 0.0, 0.0)):
     trainer.add_callback(Stats())
     trainer.train()
     losses = [row["loss"] for row in trainer.state.log_history if "loss" in row]
-    return shapes, losses, stats, {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    state = {n: p.detach().clone() for n, p in model.named_parameters() if p.requires_grad}
+    return shapes, losses, stats, state, measured
 
 
 def test_training_update_is_the_same_grouped_or_not(tmp_path):
     """Two steps of four micro-batches, TRL's split vs grouped (rows with loss weight only, cut to their
     length): the same losses, metrics and adapter up to float summation order, for far less loss work."""
-    shapes_on, loss_on, stats_on, state_on = _train(tmp_path, True)
-    shapes_off, loss_off, stats_off, state_off = _train(tmp_path, False)
+    shapes_on, loss_on, stats_on, state_on, measured = _train(tmp_path, True)
+    shapes_off, loss_off, stats_off, state_off, _ = _train(tmp_path, False)
+    assert measured == [(2, 1.0)] * 6  # per step, the 6 dropped rows, in the 3 micro-batches after the kept ones
     assert len(shapes_off) == 8 and {rows for rows, _ in shapes_off} == {2}
     assert [rows for rows, _ in shapes_on] == [2, 2]  # per step, the 2 kept rows of 8, in one micro-batch
     assert all(width <= shapes_off[0][1] for _, width in shapes_on)
@@ -156,6 +190,19 @@ def test_training_update_is_the_same_grouped_or_not(tmp_path):
 
 
 def test_a_step_where_nothing_trains_runs_no_loss_forward(tmp_path):
-    shapes, losses, stats, _ = _train(tmp_path, True, rewards=(0.0,))
+    shapes, losses, stats, _, _ = _train(tmp_path, True, rewards=(0.0,))
     assert shapes == [] and losses == [0.0, 0.0]
     assert all(s["skipped_update"] == 1.0 and s["entropy/mean"] > 0 for s in stats)
+
+
+def test_a_sample_of_dropped_rows_stands_for_all_of_them(tmp_path):
+    """analysis.dropped_entropy_rows=2: two of each step's six dropped rows get an entropy forward, weighted 3;
+    the update is unchanged and the entropy is an estimate near the exact one."""
+    shapes_all, loss_all, stats_all, state_all, _ = _train(tmp_path / "all", True)
+    shapes, losses, stats, state, measured = _train(tmp_path / "two", True, dropped_entropy_rows=2)
+    assert sum(n for n, _ in measured) == 4 and {w for _, w in measured} == {3.0}
+    assert shapes == shapes_all and losses == pytest.approx(loss_all, rel=1e-6)
+    for name, value in state_all.items():
+        torch.testing.assert_close(state[name], value, rtol=1e-5, atol=1e-6, msg=name)
+    for exact, estimate in zip(stats_all, stats):
+        assert estimate["entropy/mean"] == pytest.approx(exact["entropy/mean"], rel=0.5)

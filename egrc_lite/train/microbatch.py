@@ -27,7 +27,10 @@ import torch
 COMPLETION_KEYS = frozenset({"completion_ids", "completion_mask", "tool_mask", "old_per_token_logps",
                              "ref_per_token_logps", "sampling_per_token_logps", "importance_sampling_ratio"})
 """Entries laid out ``[rows, completion position]``: their trailing padding columns are dropped."""
-ROW_KEYS = frozenset({"prompt_ids", "prompt_mask", "advantages"})
+MEASURE = "egrc_entropy_weight"
+"""Per-row entry :func:`sample_dropped` adds: the weight of a dropped row's entropies in the step's sums (0: not
+measured)."""
+ROW_KEYS = frozenset({"prompt_ids", "prompt_mask", "advantages", MEASURE})
 """Entries with one row per completion that are kept whole."""
 
 
@@ -91,6 +94,29 @@ def group_by_length(batches: list[dict[str, Any]]) -> list[dict[str, Any]]:
     extent = _extent(whole["completion_mask"])  # [R]
     order = torch.argsort(extent + (width + 1) * loss_rows(whole), descending=True, stable=True)
     return [take_rows(whole, chunk) for chunk in order.split(rows)]
+
+
+def sample_dropped(batches: list[dict[str, Any]], limit: int | None, generator: torch.Generator | None = None
+                   ) -> list[dict[str, Any]]:
+    """``batches`` with :data:`MEASURE` per row: for the rows without loss weight, ``1`` when ``limit`` is
+    ``None`` or they are at most ``limit``, else ``D / limit`` on a uniform sample of ``limit`` of the ``D``
+    (so weighted sums estimate the totals without bias) and ``0`` on the others; ``0`` on rows with weight."""
+    dropped = [~loss_rows(b) for b in batches]  # [rows] each
+    total = int(sum(int(d.sum()) for d in dropped))
+    chosen = torch.ones(total, dtype=torch.bool)
+    weight = 1.0
+    if limit is not None and total > limit:
+        chosen = torch.zeros(total, dtype=torch.bool)
+        chosen[torch.randperm(total, generator=generator)[:limit]] = True
+        weight = total / limit
+    out, start = [], 0
+    for batch, rows in zip(batches, dropped):
+        values = torch.zeros(rows.size(0), dtype=torch.float32, device=rows.device)
+        n = int(rows.sum())
+        values[rows] = chosen[start:start + n].to(values.device).float() * weight
+        start += n
+        out.append({**batch, MEASURE: values})
+    return out
 
 
 def _per_row(value: Any) -> bool:

@@ -116,6 +116,8 @@ class EgrcTrainerMixin:
     """Whether the base class's loss forward returns token entropies (stock TRL: yes; unsloth: no)."""
     egrc_group_by_length = True
     """Regroup each generation's micro-batches by completion length, cut to it (``train.group_by_length``)."""
+    egrc_dropped_entropy_rows: int | None = None
+    """At most this many dropped rows of a step get an entropy forward (``analysis.dropped_entropy_rows``)."""
     egrc_drop_finished_rows = True
     """Rollouts drop finished rows from the decoding batch (``train.drop_finished_rows``; not on unsloth)."""
     egrc_merge_lora_for_generation = True
@@ -205,28 +207,33 @@ class EgrcTrainerMixin:
         inputs = super()._prepare_inputs(generation_batch)
         if not (fresh and self.egrc_group_by_length):
             return inputs
-        from egrc_lite.train.microbatch import group_by_length
+        from egrc_lite.train.microbatch import group_by_length, sample_dropped
 
-        self._buffered_inputs = group_by_length(self._buffered_inputs)
-        return self._buffered_inputs[self._step % self.args.steps_per_generation]
+        batches = group_by_length(self._buffered_inputs)
+        if batches is not self._buffered_inputs:  # regrouped: mark which dropped rows get their entropies measured
+            rng = torch.Generator().manual_seed(self.args.seed * 100003 + self.state.global_step)
+            batches = sample_dropped(batches, self.egrc_dropped_entropy_rows, rng)
+        self._buffered_inputs = batches
+        return batches[self._step % self.args.steps_per_generation]
 
     def compute_loss(self, model: Any, inputs: dict[str, Any], *args: Any, **kwargs: Any) -> Any:
         """TRL's loss over the rows with loss weight only (``train.group_by_length``); the others (dropped
         by the advantage rule) only have their entropies measured, without grad, when those are tracked."""
-        from egrc_lite.train.microbatch import loss_rows, regroupable, take_rows
+        from egrc_lite.train.microbatch import MEASURE, loss_rows, regroupable, take_rows
 
         require_scored(inputs, self.num_iterations)  # else TRL's advantages, or ratio 1 in every pass
         if not (self.egrc_group_by_length and self.egrc_loss_entropies and self.accelerator.num_processes == 1
                 and self.top_entropy_quantile >= 1.0 and regroupable(inputs)):
             return super().compute_loss(model, inputs, *args, **kwargs)
         weighted = loss_rows(inputs)  # [B]
-        dropped = (~weighted).nonzero().flatten()
+        measure = inputs.get(MEASURE, (~weighted).float())  # [B] entropy weight of each dropped row (0: skip)
+        dropped = ((~weighted) & (measure > 0)).nonzero().flatten()
         if len(dropped) and self.egrc_entropy_fallback:  # a no-grad forward, for the entropy metrics only
             rows = take_rows(inputs, dropped)
             with torch.no_grad():
                 self._egrc_add_entropies(model, torch.cat([rows["prompt_ids"], rows["completion_ids"]], dim=1),
                                          torch.cat([rows["prompt_mask"], rows["completion_mask"]], dim=1),
-                                         rows["completion_ids"].size(1), None)
+                                         rows["completion_ids"].size(1), None, weight=float(rows[MEASURE].max()))
         if not weighted.any():  # no row trains: a zero loss that still reaches every trainable parameter
             return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
         return super().compute_loss(model, take_rows(inputs, weighted.nonzero().flatten()), *args, **kwargs)
@@ -261,9 +268,11 @@ class EgrcTrainerMixin:
 
     # ------------------------------------------------------------------ metrics
     def _egrc_add_entropies(self, model: Any, input_ids: torch.Tensor, attention_mask: torch.Tensor, logits_to_keep: int,
-                            entropies: torch.Tensor | None, hidden: list[torch.Tensor] | None = None) -> Any:
+                            entropies: torch.Tensor | None, hidden: list[torch.Tensor] | None = None,
+                            weight: float = 1.0) -> Any:
         """Add one loss forward's entropies ``[B, T]`` (measured here when ``None``) to the step's sums, and
-        those at temperature 1 (the stage's own at T = 1, else from that forward's last ``hidden`` states).
+        those at temperature 1 (the stage's own at T = 1, else from that forward's last ``hidden`` states),
+        all times ``weight`` (a sampled row standing for several).
 
         Returns the entropies used (``None`` when there are none). Every process calls this once
         per micro-batch and takes the same path, so the reduce stays collective.
@@ -280,7 +289,7 @@ class EgrcTrainerMixin:
         with self.accelerator.autocast():
             ents_t1 = entropies if at_t1 else entropies_t1(unwrapped, hidden, input_ids, attention_mask, logits_to_keep)
         mask = attention_mask[:, -logits_to_keep:]  # [B, T] sampled tokens
-        local = entropy_sums(input_ids[:, -logits_to_keep:], entropies, mask, self.egrc_connectors, ents_t1)  # [8]
+        local = entropy_sums(input_ids[:, -logits_to_keep:], entropies, mask, self.egrc_connectors, ents_t1) * weight
         total = self.accelerator.reduce(local, reduction="sum").tolist()
         self._egrc_entropy = [a + b for a, b in zip(self._egrc_entropy, total)]
         return entropies
@@ -379,6 +388,7 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
     trainer.egrc_entropy_fallback = cfg.analysis.track_entropy
     trainer.egrc_merge_lora_for_generation &= cfg.train.merge_lora_for_generation
     trainer.egrc_group_by_length = cfg.train.group_by_length
+    trainer.egrc_dropped_entropy_rows = cfg.analysis.dropped_entropy_rows
     trainer.egrc_drop_finished_rows &= cfg.train.drop_finished_rows
     if trainer.egrc_entropy_source() == "forward":
         logger.info("token entropy: the backend's loss returns none; measured by a no-grad forward per micro-batch")
