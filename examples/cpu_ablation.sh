@@ -25,7 +25,7 @@ mkdir -p "$OUT"
 # Held-out evaluation problems: the same generator as the training data, another seed.
 python "$(dirname "$0")/arith_eval.py" "$OUT/arith_eval.jsonl" 32 20240
 
-# The embedded default (compression 24 steps at clip 192, exploration 6 steps) shortened to 8 + 2 steps.
+# The embedded default (compression 12 steps at clip 160, exploration 8 steps) shortened to 8 + 2 steps.
 egrc-lite sweep --preset default \
   --grid schedule.stages.compress.length_clip=96,192 \
   --grid reward.shape=exponential,linear \

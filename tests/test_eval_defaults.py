@@ -41,7 +41,7 @@ def _saved(preset: str = "default", *overrides: str) -> dict:
 
 def test_the_cpu_demo_run_is_evaluated_on_held_out_arithmetic_with_quick_settings_and_its_answer_rule():
     run = run_eval_defaults(_saved("default"))
-    assert run.arithmetic and run.answer_rule == "last_number" and run.max_completion_length == 192
+    assert run.arithmetic and run.answer_rule == "last_number" and run.max_completion_length == 160
     choice = choose_eval_settings(run)
     assert choice.benchmarks == "arithmetic,arithmetic-wording"
     assert (choice.limit, choice.n, choice.max_tokens) == (ARITHMETIC_LIMIT, ARITHMETIC_N, ARITHMETIC_MAX_TOKENS)
@@ -49,7 +49,7 @@ def test_the_cpu_demo_run_is_evaluated_on_held_out_arithmetic_with_quick_setting
     note = choice.note
     assert "\n" not in note and note.startswith("eval chose:")
     for word in ("--benchmarks arithmetic,arithmetic-wording (the held-out sets", "--limit 100 (of 200 each)",
-                 "--n 1", "--max-tokens 256", "generated up to 192",
+                 "--n 1", "--max-tokens 256", "generated up to 160",
                  "--answer-rule last_number (the run's)", "to override"):
         assert word in note, (word, note)
 

@@ -233,7 +233,7 @@ class EgrcTrainerMixin:
             with torch.no_grad():
                 self._egrc_add_entropies(model, torch.cat([rows["prompt_ids"], rows["completion_ids"]], dim=1),
                                          torch.cat([rows["prompt_mask"], rows["completion_mask"]], dim=1),
-                                         rows["completion_ids"].size(1), None, weight=float(rows[MEASURE].max()))
+                                         rows["completion_ids"].size(1), None, weight=float(measure[dropped].max()))
         if not weighted.any():  # no row trains: a zero loss that still reaches every trainable parameter
             return sum(p.sum() for p in model.parameters() if p.requires_grad) * 0.0
         return super().compute_loss(model, take_rows(inputs, weighted.nonzero().flatten()), *args, **kwargs)
