@@ -362,7 +362,7 @@ def check_keys(data: Any, model: type[BaseModel] = EgrcConfig, prefix: str = "")
     ...     check_keys({"train": {"lr": 1}})
     ... except ConfigError as err:
     ...     print(str(err)[:60])
-    unknown config key 'train.lr'; valid keys under 'train': gra
+    unknown config key 'train.lr'; valid keys under 'train': dro
     """
     if not isinstance(data, dict):
         return

@@ -35,7 +35,9 @@ UnslothLike = type("UnslothGRPOTrainer", (GRPOTrainer,), {"_get_per_token_logps_
 
 def tiny_cfg(**over) -> EgrcConfig:
     data = {"model": {"name_or_path": "builtin:tiny"}, "data": {"builtin_size": 32},
-            "train": {"num_generations": 4, "prompts_per_step": 2, "learning_rate": 1e-2, "num_samples_logged": 0},
+            # group_by_length off: every row, kept or dropped, goes through the loss forward (and its entropies)
+            "train": {"num_generations": 4, "prompts_per_step": 2, "learning_rate": 1e-2, "num_samples_logged": 0,
+                      "group_by_length": False},
             "schedule": {"stages": [{"mode": "compress", "steps": 6, "length_clip": 8},
                                     {"mode": "explore", "steps": 1, "length_clip": 4}]}}
     for key, value in over.items():

@@ -254,6 +254,7 @@ SEAM_PARAMS = {
     "_generate_and_score_completions": ["inputs"],
     "_get_per_token_logps_and_entropies": ["model", "input_ids", "attention_mask", "logits_to_keep",
                                            "compute_entropy"],
+    "_prepare_inputs": ["generation_batch"],
 }
 
 
