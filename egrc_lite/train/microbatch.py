@@ -3,14 +3,18 @@
 TRL pads a step's completions to the longest one and splits the (shuffled) rows into
 ``gradient_accumulation_steps`` micro-batches, so every loss forward and backward runs over the full
 padded width: one completion that reaches the cap makes the whole step cost as if all of them had.
-:func:`group_by_length` re-splits the step's rows longest-first, so long completions share a
-micro-batch, and drops the trailing columns that are padding in every row of a micro-batch.
+:func:`group_by_length` re-splits the step's rows, those with loss weight first and longest first
+within each kind, so long completions share a micro-batch, and drops the trailing columns that are
+padding in every row of a micro-batch. The trainer then runs the forward and backward on the rows
+with loss weight only (:func:`loss_rows`, :func:`take_rows`); :func:`sample_dropped` marks which of
+the others get a no-grad forward for the entropy metrics (``analysis.dropped_entropy_rows``).
 
 Exactness: the gradient of a step is the sum over its micro-batches, each normalised by the step's
 ``num_items_in_batch`` (fixed at generation), so which row sits in which micro-batch does not change
 it beyond float summation order. Dropping trailing all-padding columns changes nothing either: the
 loss and the entropy metrics mask those positions, and under causal attention no earlier position
-sees them. Prompts are left alone (they are left-padded, and cutting their leading padding would
+sees them. Leaving out a row without loss weight removes terms that are zero (rows of a batch do
+not interact). Prompts are left alone (they are left-padded, and cutting their leading padding would
 move the position ids of the real tokens). ``tests/test_microbatch.py`` trains with it on and off
 and compares the adapters.
 
