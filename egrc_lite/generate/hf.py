@@ -12,7 +12,6 @@ from egrc_lite.generate.base import (
     GenerationError, Messages, Sample, check_prompts_fit, encode_prompt, load_model_tokenizer, think_close_ids,
     think_token_count,
 )
-from egrc_lite.generate.pruned import generate_pruned
 
 if TYPE_CHECKING:  # pragma: no cover
     from egrc_lite.config import EgrcConfig
@@ -97,6 +96,8 @@ class HFGenerator:
     def _generate_batch(self, batch: list[list[int]], max_tokens: int, temperature: float, top_p: float,
                         seed: int) -> list[Sample]:
         import torch
+
+        from egrc_lite.generate.pruned import generate_pruned  # imports torch: not at module import
 
         width = max(len(ids) for ids in batch)
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else min(self.stop_ids)
