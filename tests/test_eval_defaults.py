@@ -111,6 +111,19 @@ def test_run_config_reads_the_run_and_refuses_a_config_that_is_not_a_mapping(tmp
         run_config(adapter)
 
 
+def test_a_stage_checkpoint_reads_its_run_config(tmp_path):
+    run = tmp_path / "run"
+    checkpoint = run / "stages" / "0-compress" / "checkpoint-5"
+    checkpoint.mkdir(parents=True)
+    assert run_config(checkpoint) is None
+    (run / "config.yaml").write_text("reward:\n  answer_rule: last_number\n")
+    assert run_config(checkpoint) == {"reward": {"answer_rule": "last_number"}}
+    elsewhere = tmp_path / "other" / "0-compress" / "checkpoint-5"
+    elsewhere.mkdir(parents=True)
+    (tmp_path / "config.yaml").write_text("reward:\n  answer_rule: first\n")
+    assert run_config(elsewhere) is None
+
+
 # ---------------------------------------------------------------------------------------- the CLI
 
 @pytest.fixture(scope="module")

@@ -263,15 +263,28 @@ def run_model_section(adapter: Path) -> dict[str, Any] | None:
     return dict(section) if isinstance(section, dict) and section.get("name_or_path") else None
 
 
+def run_config_path(adapter: Path) -> Path | None:
+    """``RUN/config.yaml`` for a run's ``RUN/adapter`` or a stage checkpoint ``RUN/stages/<stage>/checkpoint-N``.
+
+    >>> run_config_path(Path("/nonexistent/run/adapter")) is None
+    True
+    """
+    candidates = [adapter.parent / "config.yaml"]
+    if adapter.parent.parent.name == "stages":
+        candidates.append(adapter.parent.parent.parent / "config.yaml")
+    return next((path for path in candidates if path.is_file()), None)
+
+
 def run_config(adapter: Path) -> dict[str, Any] | None:
-    """The whole run config above ``adapter`` (``RUN/config.yaml``) as a dict; ``None`` when there is none.
+    """The whole run config above ``adapter`` (``RUN/config.yaml``, also for a stage checkpoint under
+    ``RUN/stages/``) as a dict; ``None`` when there is none.
 
     Raises :class:`RunError` when that file exists but is not a YAML mapping.
     """
     import yaml
 
-    path = adapter.parent / "config.yaml"
-    if not path.is_file():
+    path = run_config_path(adapter)
+    if path is None:
         return None
     try:
         saved = yaml.safe_load(path.read_text(encoding="utf-8"))
