@@ -96,6 +96,10 @@ def eval_command(
                              "final answer within \\boxed{}.').")] = None,
     trust_remote_code: Annotated[bool, typer.Option("--trust-remote-code", help="Run the model's own Python code "
                                  "from its repository (never inherited from a run's config).")] = False,
+    adapter_scale: Annotated[Optional[str], typer.Option("--adapter-scale", help="Comma-separated LoRA scales, e.g. "
+                             "0,0.25,0.5,0.75,1,1.25: the adapter's update times each (0 = the base model exactly), "
+                             "each into OUT/scale-S/ (a normal, resumable eval directory); `report OUT` shows them "
+                             "as rows NAME@S with the Pareto front.")] = None,
 ) -> None:
     """Evaluate a model (optionally with a LoRA adapter) on benchmarks: ACC, LEN, truncation, steps; resumable."""
     from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
@@ -105,6 +109,13 @@ def eval_command(
     from egrc_lite.runs import run_config
     from egrc_lite.cli.ui import EvalProgressBar, console
 
+    from egrc_lite.generate.scale import parse_scales, scale_dir, scale_label
+
+    scales = parse_scales(adapter_scale) if adapter_scale is not None else None
+    if scales is not None and adapter is None:
+        from egrc_lite.config import ConfigError
+
+        raise ConfigError("--adapter-scale needs --adapter (the LoRA adapter whose update is scaled)")
     model_section, adapter = eval_model(model, adapter, trust_remote_code=trust_remote_code)
     if dtype is not None:
         model_section["dtype"] = dtype
@@ -131,28 +142,33 @@ def eval_command(
         from rich.markup import escape
 
         console.print(escape(choice.note), highlight=False, soft_wrap=True)
-    console.print(f"[bold]egrc-lite eval[/] {cfg.model.name_or_path}" + (f" + {adapter}" if adapter else "")
-                  + f" on {', '.join(b.name for b in benches)} -> {out_dir}")
-    generator = get_generator(backend, cfg, adapter=adapter, batch_size=batch_size,
-                              prompts=eval_prompts(benches, settings), max_tokens=settings.max_tokens)
-    bar = EvalProgressBar(console)
-    try:
-        result = evaluate(generator, benches, out_dir, settings, model=cfg.model.name_or_path,
-                          adapter=str(adapter.resolve()) if adapter else None, base=base,
-                          extra_settings={"dtype": getattr(generator, "dtype", None) or cfg.model.dtype,
-                                          "trust_remote_code": cfg.model.trust_remote_code},
-                          progress=bar)
-    except KeyboardInterrupt:
-        bar.close()
-        from egrc_lite.cli.ui import err_console
+    runs = [(None, Path(out_dir))] if scales is None else [(s, scale_dir(Path(out_dir), s)) for s in scales]
+    for scale, where in runs:
+        shown = "" if scale is None else f" @ scale {scale_label(scale)}"
+        console.print(f"[bold]egrc-lite eval[/] {cfg.model.name_or_path}" + (f" + {adapter}" if adapter else "")
+                      + f"{shown} on {', '.join(b.name for b in benches)} -> {where}")
+        scaled = {} if scale is None else {"adapter_scale": scale}
+        generator = get_generator(backend, cfg, adapter=adapter, batch_size=batch_size,
+                                  prompts=eval_prompts(benches, settings), max_tokens=settings.max_tokens, **scaled)
+        bar = EvalProgressBar(console)
+        try:
+            result = evaluate(generator, benches, where, settings, model=cfg.model.name_or_path,
+                              adapter=str(adapter.resolve()) if adapter else None, base=base,
+                              extra_settings={"dtype": getattr(generator, "dtype", None) or cfg.model.dtype,
+                                              "trust_remote_code": cfg.model.trust_remote_code, **scaled},
+                              progress=bar)
+        except KeyboardInterrupt:
+            bar.close()
+            from egrc_lite.cli.ui import err_console
 
-        err_console.print(f"interrupted; finished samples are saved in {out_dir}: rerun the same command to continue")
-        raise typer.Exit(130) from None
-    finally:
-        bar.close()
-    reused = sum(result.reused.values())
-    console.print(f"[green]done[/]: {sum(result.generated.values())} samples generated, {reused} reused; "
-                  f"summary in {Path(out_dir) / 'summary.json'}")
+            err_console.print(f"interrupted; finished samples are saved in {where}: rerun the same command to continue")
+            raise typer.Exit(130) from None
+        finally:
+            bar.close()
+        del generator  # one model in memory at a time
+        reused = sum(result.reused.values())
+        console.print(f"[green]done[/]: {sum(result.generated.values())} samples generated, {reused} reused; "
+                      f"summary in {where / 'summary.json'}")
 
 
 def report(

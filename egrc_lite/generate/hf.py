@@ -124,8 +124,9 @@ class HFGenerator:
 
 
 def load_hf_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = GENERATION_BATCH,
-             device: str | None = None) -> HFGenerator:
-    """Load the base model of ``cfg`` (and ``adapter`` on top, merged) for generation."""
+             device: str | None = None, adapter_scale: float = 1.0) -> HFGenerator:
+    """Load the base model of ``cfg`` (and ``adapter`` on top, its update times ``adapter_scale``, merged) for
+    generation."""
     import torch
     from transformers import AutoModelForCausalLM
 
@@ -140,17 +141,26 @@ def load_hf_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, bat
         first = str(err).splitlines()[0] if str(err) else type(err).__name__
         raise GenerationError(f"could not load model '{cfg.model.name_or_path}': {first}") from None
     if adapter is not None:
-        model, source = attach_merged_adapter(model, Path(adapter).expanduser(), source)
+        model, source = attach_merged_adapter(model, Path(adapter).expanduser(), source, scale=adapter_scale)
     target = device or ("cuda" if torch.cuda.is_available() else "cpu")
     model.to(target).eval()
     return HFGenerator(model, tokenizer, batch_size=batch_size, model_source=source)
 
 
-def attach_merged_adapter(model: Any, adapter: Path, source: str) -> tuple[Any, str]:
+def attach_merged_adapter(model: Any, adapter: Path, source: str, *, scale: float = 1.0) -> tuple[Any, str]:
+    """``model`` with ``adapter`` merged in, its update times ``scale`` (PEFT's per-layer scaling; 0 adds exactly
+    nothing to the base weights)."""
     from peft import PeftModel
+
+    from egrc_lite.generate.scale import scale_label, scale_lora_layers
 
     if not (adapter / "adapter_config.json").is_file():
         raise GenerationError(f"--adapter {adapter}: no adapter_config.json there (expected a PEFT adapter)")
     peft_model = PeftModel.from_pretrained(model, str(adapter))
+    label = f"{source} + adapter:{adapter.resolve()}"
+    if scale != 1.0:
+        if not scale_lora_layers(peft_model, scale):
+            raise GenerationError(f"--adapter {adapter}: no LoRA layer in it; --adapter-scale needs a LoRA adapter")
+        label += f" @ scale {scale_label(scale)}"
     # Merging gives the same outputs and generates faster than running the LoRA branch.
-    return peft_model.merge_and_unload(), f"{source} + adapter:{adapter.resolve()}"
+    return peft_model.merge_and_unload(), label

@@ -207,8 +207,9 @@ def _max_positions(path: str, cfg: EgrcConfig) -> int | None:
 
 def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, batch_size: int = GENERATION_BATCH,
                         prompts: Sequence[Messages] | None = None, max_tokens: int | None = None,
-                        **engine_kwargs: Any) -> VLLMGenerator:
-    """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request.
+                        adapter_scale: float = 1.0, **engine_kwargs: Any) -> VLLMGenerator:
+    """A :class:`VLLMGenerator` for the model of ``cfg``; ``adapter`` (a PEFT folder) runs as a LoRA request,
+    through a copy with its update times ``adapter_scale`` when that is not 1 (kept while the generator lives).
 
     ``prompts`` and ``max_tokens`` (the workload) size ``max_model_len``; ``engine_kwargs`` go to ``vllm.LLM``
     and win over every default.
@@ -224,11 +225,19 @@ def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, b
                     "positions", kwargs["max_model_len"], len(prompts), max_tokens)
     if cfg.model.revision and path == cfg.model.name_or_path:
         kwargs["revision"] = cfg.model.revision
-    lora_request = None
+    lora_request = scaled_copy = None
     if adapter is not None:
         adapter = Path(adapter).expanduser().resolve()
         kwargs.update(enable_lora=True, max_loras=1, max_lora_rank=lora_slot_rank(_adapter_rank(adapter)))
         source = f"{source} + adapter:{adapter} (vLLM LoRA)"
+        if adapter_scale != 1.0:
+            import tempfile
+
+            from egrc_lite.generate.scale import scale_label, write_scaled_adapter
+
+            scaled_copy = tempfile.TemporaryDirectory(prefix="egrc-scaled-adapter-")
+            adapter = write_scaled_adapter(adapter, adapter_scale, Path(scaled_copy.name) / "adapter")
+            source += f" @ scale {scale_label(adapter_scale)}"
     kwargs.update(engine_kwargs)
     from vllm import LLM
 
@@ -241,9 +250,11 @@ def load_vllm_generator(cfg: EgrcConfig, *, adapter: str | Path | None = None, b
         from vllm.lora.request import LoRARequest
 
         lora_request = LoRARequest("adapter", 1, str(adapter))
-    return VLLMGenerator(llm, tokenizer, lora_request=lora_request, model_source=source, stop_ids=_stop_ids(path, cfg),
-                         max_model_len=_engine_max_len(llm) or kwargs.get("max_model_len"),
-                         request_chunk=max(VLLM_REQUEST_CHUNK, batch_size), dtype=str(kwargs["dtype"]))
+    generator = VLLMGenerator(llm, tokenizer, lora_request=lora_request, model_source=source,
+                              stop_ids=_stop_ids(path, cfg), max_model_len=_engine_max_len(llm) or kwargs.get("max_model_len"),
+                              request_chunk=max(VLLM_REQUEST_CHUNK, batch_size), dtype=str(kwargs["dtype"]))
+    generator.scaled_adapter = scaled_copy  # removed with the generator
+    return generator
 
 
 def _engine_max_len(llm: Any) -> int | None:
