@@ -21,6 +21,7 @@ from egrc_lite.evaluation.tasks import (
     resolve_name,
 )
 from egrc_lite.cli.app import app
+from egrc_lite.evaluation.efficiency import EFFICIENCY_KEYS
 from egrc_lite.evaluation.evaluate import EvalError, EvalSettings, batch_seed, evaluate, read_summary
 from egrc_lite.generate import (
     GenerationError,
@@ -34,7 +35,7 @@ MINI = ASSETS / "mini_bench.jsonl"
 runner = CliRunner()
 
 SUMMARY_KEYS = {"acc", "len", "n_problems", "n_samples", "truncation_rate", "len_correct", "len_incorrect",
-                "think_len", "answer_len", "steps"}
+                "think_len", "answer_len", "steps", *EFFICIENCY_KEYS}
 RECORD_KEYS = {"problem_id", "sample", "response", "total_tokens", "think_tokens", "answer_tokens", "truncated",
                "extracted", "correct", "steps"}
 
@@ -260,9 +261,16 @@ def test_eval_cli_end_to_end_then_resume(tmp_path):
 
     with (out / "mini_bench.jsonl").open("a") as fh:
         fh.write('{"problem_id": "mini-4", "sam')  # interrupted mid-write
+    old = json.loads((out / "summary.json").read_text())
+    for key in EFFICIENCY_KEYS:  # as written before the efficiency metrics existed
+        del old["benchmarks"]["mini_bench"][key]
+    (out / "summary.json").write_text(json.dumps(old))
     third = _eval("--limit", "4", "--out", str(out))
     assert third.exit_code == 0, third.output
     assert "0 samples generated, 8 reused" in third.output
+    entry = read_summary(out)["benchmarks"]["mini_bench"]  # re-summarised from the records: the metrics are back
+    assert set(entry) == SUMMARY_KEYS and list(entry["acc_at_budget"]) == ["1", "2", "4", "6"]
+    assert entry["acc_at_budget"]["6"] == entry["acc"] and entry["first_answer_unit"] == "tokens"  # hf: its tokenizer
     keys = [(r["problem_id"], r["sample"]) for r in map(json.loads, (out / "mini_bench.jsonl").read_text().splitlines())]
     assert len(keys) == 8 == len(set(keys))
     assert read_summary(out)["benchmarks"]["mini_bench"]["n_problems"] == 4

@@ -163,3 +163,113 @@ def test_missing_or_malformed_summaries_name_the_file(tmp_path):
         assert result.exit_code == 2 and message in result.output and str(path) in result.output.replace("\n", "")
         assert "Traceback" not in result.output
     assert load_model(run).label == "small" and load_model(base).label == "base-eval"
+
+
+# ---------------------------------------------------------------------------------------- thinking efficiency
+
+def _eff(curve: dict, auc: float, first: tuple, tail: tuple, found: float, unit: str) -> dict:
+    return {"acc_at_budget": {str(b): v for b, v in curve.items()}, "acc_budget_auc": auc,
+            "first_answer_tokens_mean": first[0], "first_answer_tokens_median": first[1],
+            "reflection_tail_tokens_mean": tail[0], "reflection_tail_tokens_median": tail[1],
+            "first_answer_found": found, "first_answer_unit": unit}
+
+
+EFF_BASE = {"model": "base", "adapter": None, "settings": {"max_tokens": 1024}, "benchmarks": {
+    "math500": {"acc": 50.0, "len": 1000.0,
+                **_eff({128: 5.0, 256: 10.0, 512: 30.0, 1024: 50.0}, 21.7, (400.0, 380.0), (600.0, 620.0), 0.9,
+                       "tokens")},
+    "gsm8k": {"acc": 80.0, "len": 400.0,
+              **_eff({128: 20.0, 256: 60.0, 512: 80.0, 1024: 80.0}, 63.3, (150.0, 140.0), (250.0, 260.0), 1.0,
+                     "tokens")}}}
+EFF_SMALL = {"model": "base", "adapter": "runs/small/adapter", "settings": {"max_tokens": 1024}, "benchmarks": {
+    "math500": {"acc": 60.0, "len": 750.0,
+                **_eff({128: 10.0, 256: 40.0, 512: 55.0, 1024: 60.0}, 43.3, (300.0, 290.4), (450.0, 440.0), 0.75,
+                       "estimated")},
+    "gsm8k": {"acc": 80.0, "len": 100.0}}}  # a benchmark summarised before the metrics existed
+
+
+def _write_eff_dirs(tmp_path: Path) -> tuple[Path, Path, Path]:
+    dirs = []
+    for name, summary in (("base-eval", EFF_BASE), ("small", EFF_SMALL), ("old", BASE)):
+        folder = tmp_path / name
+        folder.mkdir()
+        (folder / "summary.json").write_text(json.dumps(summary))
+        dirs.append(folder)
+    return dirs[0], dirs[1], dirs[2]
+
+
+def test_report_csv_and_json_always_carry_the_efficiency_metrics(tmp_path):
+    base, small, old = _write_eff_dirs(tmp_path)
+    args = ["report", "--base", str(base), str(small), str(old)]
+    out = runner.invoke(app, [*args, "--format", "csv"])
+    assert out.exit_code == 0, out.output
+    header = out.stdout.splitlines()[0].split(",")
+    assert header[:12] == ["model", "is_base", "math500_acc", "math500_len", "math500_l_acc", "gsm8k_acc",
+                           "gsm8k_len", "gsm8k_l_acc", "avg_acc", "avg_len", "avg_len_ratio",
+                           "avg_l_acc"]  # Table 1 keeps its places
+    rows = list(csv.DictReader(io.StringIO(out.stdout)))
+    assert [r["model"] for r in rows] == ["base-eval", "small", "old"]
+    assert [header.index(f"math500_acc_at_{b}") for b in (128, 256, 512, 1024)] == sorted(
+        header.index(f"math500_acc_at_{b}") for b in (128, 256, 512, 1024))
+    assert float(rows[1]["math500_acc_at_256"]) == 40.0 and float(rows[1]["math500_acc_at_1024"]) == 60.0
+    assert float(rows[0]["gsm8k_acc_budget_auc"]) == 63.3
+    assert float(rows[1]["math500_first_answer_tokens_median"]) == 290.4
+    assert float(rows[1]["math500_reflection_tail_tokens_mean"]) == 450.0
+    assert rows[1]["math500_first_answer_found"] == "0.75"
+    assert rows[1]["math500_first_answer_unit"] == "estimated" and rows[0]["math500_first_answer_unit"] == "tokens"
+    assert rows[1]["gsm8k_acc_budget_auc"] == "" and rows[1]["gsm8k_acc_at_128"] == ""  # summarised before: empty
+    assert all(rows[2][f"math500_{k}"] == "" for k in ("acc_budget_auc", "acc_at_512", "first_answer_tokens_mean"))
+    assert "no thinking-efficiency metrics" not in out.output  # the note comes with --efficiency only
+
+    js = json.loads(runner.invoke(app, [*args, "--format", "json"]).stdout)
+    cell = js["rows"][1]["benchmarks"]["math500"]
+    assert cell["acc_at_budget"] == {"128": 10.0, "256": 40.0, "512": 55.0, "1024": 60.0}
+    assert (cell["acc_budget_auc"], cell["first_answer_tokens_mean"], cell["reflection_tail_tokens_median"]) == (
+        43.3, 300.0, 440.0)
+    assert cell["first_answer_unit"] == "estimated" and cell["acc"] == 60.0
+    old_cell = js["rows"][2]["benchmarks"]["math500"]
+    assert old_cell["acc_at_budget"] is None and old_cell["acc_budget_auc"] is None and old_cell["acc"] == 50.0
+
+
+def test_report_efficiency_flag_adds_the_efficiency_table(tmp_path):
+    base, small, old = _write_eff_dirs(tmp_path)
+    args = ["report", "--base", str(base), str(small), str(old), "--format", "markdown"]
+    without = runner.invoke(app, args)
+    assert without.exit_code == 0, without.output
+    assert "acc@" not in without.output and "AUC" not in without.output
+    result = runner.invoke(app, [*args, "--efficiency"])
+    assert result.exit_code == 0, result.output
+    assert result.stdout.startswith(without.stdout.rstrip("\n"))  # Table 1 first, unchanged
+    lines = result.stdout.splitlines()
+    top = lines.index("| benchmark | model | ACC | acc@128 | acc@256 | acc@512 | acc@1024 | AUC | first answer mean "
+                      "| first answer median | tail mean | tail median | found % |")
+    assert lines[top + 2:top + 8] == [
+        "| MATH500 | base-eval | 50.0 | 5.0 | 10.0 | 30.0 | 50.0 | 21.7 | 400 | 380 | 600 | 620 | 90 |",
+        "| MATH500 | small | 60.0 | 10.0 | 40.0 | 55.0 | 60.0 | 43.3 | ~300 | ~290 | ~450 | ~440 | 75 |",
+        "| MATH500 | old | 50.0 | - | - | - | - | - | - | - | - | - | - |",
+        "| GSM8K | base-eval | 80.0 | 20.0 | 60.0 | 80.0 | 80.0 | 63.3 | 150 | 140 | 250 | 260 | 100 |",
+        "| GSM8K | small | 80.0 | - | - | - | - | - | - | - | - | - | - |",
+        "| GSM8K | old | 80.0 | - | - | - | - | - | - | - | - | - | - |",
+    ]
+    assert "~: estimated from character positions" in result.stdout
+    assert "no thinking-efficiency metrics for old " in result.stderr and "small" not in result.stderr
+    assert "rerun the same `egrc-lite eval`" in result.stderr
+
+    table = runner.invoke(app, ["report", "--base", str(base), str(small), "--efficiency"], env={"COLUMNS": "120"})
+    assert table.exit_code == 0, table.output
+    assert "Thinking efficiency" in table.stdout and "~300 / ~290" in table.stdout and "43.3" in table.stdout
+    assert "Thinking efficiency" not in runner.invoke(app, ["report", "--base", str(base), str(small)]).stdout
+
+
+def test_plots_add_accuracy_vs_budget(tmp_path):
+    base, small, old = _write_eff_dirs(tmp_path)
+    plots = tmp_path / "plots"
+    result = runner.invoke(app, ["report", "--base", str(base), str(small), str(old), "--format", "json",
+                                 "--plots", str(plots)])
+    assert result.exit_code == 0, result.output
+    assert sorted(p.name for p in plots.iterdir()) == ["acc_vs_budget.png", "acc_vs_len.png"]
+    assert _png_ok(plots / "acc_vs_budget.png")
+    from egrc_lite.evaluation.plots import plot_acc_vs_budget
+
+    old_only = build_report(ModelSummary("old", BASE), [ModelSummary("also-old", SMALL)])
+    assert plot_acc_vs_budget(old_only, tmp_path / "none.png") is None and not (tmp_path / "none.png").exists()

@@ -177,11 +177,16 @@ def report(
                       "directories (DIR/summary.json) to compare with the base.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | markdown | csv | json")] = "table",
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots to this folder: accuracy vs "
-                     "length, per-problem lengths (base vs the first model), training curves of runs.")] = None,
+                     "length, accuracy vs token budget, per-problem lengths (base vs the first model), training "
+                     "curves of runs.")] = None,
+    efficiency: Annotated[bool, typer.Option("--efficiency", help="Add the thinking-efficiency table to table and "
+                          "markdown: ACC within token budgets and its AUC, tokens to the first correct answer and "
+                          "after it (csv and json always carry them).")] = False,
 ) -> None:
     """Table 1 of the paper for your models: ACC, LEN and L-Acc per benchmark against the base, plus averages;
-    warns on stderr when the evaluations differ in limit, n, max tokens or temperature."""
-    from egrc_lite.evaluation.report import build_report, load_model, render, unique_labels
+    with --efficiency also ACC within token budgets and where the first correct answer appears; warns on
+    stderr when the evaluations differ in limit, n, max tokens or temperature."""
+    from egrc_lite.evaluation.report import build_report, load_model, missing_efficiency, render, unique_labels
     from egrc_lite.cli.ui import console
 
     loaded = unique_labels([load_model(base), *(load_model(m) for m in models or [])])
@@ -190,13 +195,18 @@ def report(
 
         check_plot_dir(plots)  # before any output: a bad --plots is one line, not a table and then an error
     rep = build_report(loaded[0], loaded[1:])
-    output = render(rep, fmt)
+    output = render(rep, fmt, efficiency=efficiency)
     if isinstance(output, str):
         typer.echo(output, nl=False)
     else:
         console.print(output)
     for line in rep.warnings:
         typer.echo(line, err=True)  # stderr: markdown/csv/json on stdout stay clean
+    lacking = missing_efficiency(rep) if efficiency else []
+    if lacking:
+        typer.echo(f"note: no thinking-efficiency metrics for {', '.join(lacking)} (evaluated before they existed): "
+                   "rerun the same `egrc-lite eval` command into that --out to add them from the saved records "
+                   "(nothing is generated again)", err=True)
     if plots is not None:
         from egrc_lite.evaluation.plots import write_report_plots
 

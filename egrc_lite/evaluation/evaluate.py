@@ -7,13 +7,17 @@ An evaluation directory a person can read::
       <benchmark>.jsonl    one record per sample (append-only): problem_id, sample, response,
                            total_tokens, think_tokens, answer_tokens, truncated, extracted,
                            correct, steps, gold
-      summary.json         per-benchmark ACC (percent), LEN (tokens), ... (written atomically)
+      summary.json         per-benchmark ACC (percent), LEN (tokens), ..., and the thinking-efficiency
+                           metrics (accuracy at token budgets, first-answer position: see
+                           :mod:`egrc_lite.evaluation.efficiency`) (written atomically)
 
 Rerunning the same command reuses every record already written and generates only the missing
 ``(problem_id, sample)`` pairs; a crash loses at most the call in flight. Each ``generate`` call
 gets the generator's ``request_chunk`` pending samples (vllm: at least 512, so its scheduler
 batches them), else ``--batch-size`` of them (hf). Raising ``--n`` or ``--limit`` extends an
-evaluation; changing what the samples depend on is refused.
+evaluation; changing what the samples depend on is refused. A rerun with every record done
+generates nothing and rewrites the summary from the records, so an evaluation made before a metric
+existed gains it.
 
 >>> batch_seed(0, "math500", "p1", 0) == batch_seed(0, "math500", "p1", 0) != batch_seed(0, "math500", "p1", 1)
 True
@@ -25,7 +29,7 @@ import hashlib
 import json
 import logging
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -36,6 +40,7 @@ from egrc_lite.data import Problem, build_messages
 from egrc_lite.errors import EgrcError
 from egrc_lite.generate import Generator, Messages, Sample, request_chunk
 from egrc_lite.generate.base import BatchProgress as EvalProgress, NullProgress
+from egrc_lite.evaluation.efficiency import efficiency_summary
 from egrc_lite.evaluation.metrics import l_acc, reasoning_steps, summarize
 from egrc_lite.runs import JsonlLog, atomic_write_json
 
@@ -292,4 +297,25 @@ def _run_benchmark(generator: Generator, bench: Benchmark, out: Path, settings: 
     result.generated[bench.name] = len(todo)
     result.seconds[bench.name] = time.perf_counter() - t0
     result.tokens[bench.name] = tokens
-    return summarize([done[(p.id, s)] for p, s in wanted])
+    records = [done[(p.id, s)] for p, s in wanted]
+    entry = summarize(records)
+    entry.update(efficiency_summary(records, max_tokens=settings.max_tokens, count_tokens=token_counter(generator)))
+    return entry
+
+
+def token_counter(generator: Generator) -> Callable[[str], int] | None:
+    """``text -> number of tokens`` by the generator's tokenizer (``.tokenizer``, as the hf and vllm
+    generators have), or None (first-answer positions are then estimated from characters).
+
+    >>> class Chars:
+    ...     def encode(self, text, add_special_tokens=False):
+    ...         return list(text)
+    >>> class Gen:
+    ...     tokenizer = Chars()
+    >>> token_counter(Gen())("abc"), token_counter(object())
+    (3, None)
+    """
+    tokenizer = getattr(generator, "tokenizer", None)
+    if tokenizer is None or not callable(getattr(tokenizer, "encode", None)):
+        return None
+    return lambda text: len(tokenizer.encode(text, add_special_tokens=False))

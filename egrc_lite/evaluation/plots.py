@@ -1,5 +1,5 @@
-"""PNG plots for reports: accuracy vs length with the Pareto front, per-problem lengths (paper
-Fig. 4), and training curves from a run's ``metrics.jsonl``.
+"""PNG plots for reports: accuracy vs length with the Pareto front, accuracy vs token budget,
+per-problem lengths (paper Fig. 4), and training curves from a run's ``metrics.jsonl``.
 
 matplotlib is imported inside the plotting functions and used through ``Figure`` objects with the
 Agg canvas (no pyplot, no global backend change). Files are written atomically.
@@ -122,6 +122,41 @@ def plot_acc_vs_len(report: Report, path: str | Path) -> Path:
     return save_png(fig, path)
 
 
+def plot_acc_vs_budget(report: Report, path: str | Path) -> Path | None:
+    """One panel per benchmark: ACC within a token budget against the budget (log2 axis), a curve per
+    model (the base dashed). None, and no file, when no summary holds ``acc_at_budget``."""
+    names = [n for n in report.benchmarks if any(c is not None and c.eff.acc_at_budget
+                                                 for c in (row.cells[n] for row in report.rows))]
+    if not names:
+        return None
+    cols = min(3, len(names))
+    rows = math.ceil(len(names) / cols)
+    fig = _figure(max(4.6, 4.2 * cols), 3.4 * rows + 0.3 * math.ceil((len(report.rows) + 1) / 2))
+    handles: dict[str, Any] = {}
+    for k, name in enumerate(names):
+        ax = fig.add_subplot(rows, cols, k + 1)
+        for i, row in enumerate(report.rows):
+            cell = row.cells.get(name)
+            if cell is None or not cell.eff.acc_at_budget:
+                continue
+            xs, ys = list(cell.eff.acc_at_budget), list(cell.eff.acc_at_budget.values())
+            (line,) = ax.plot(xs, ys, "--" if row.is_base else "-", marker="o", ms=3, color=f"C{i % 10}",
+                              label=row.label)
+            handles.setdefault(row.label, line)
+        ax.set_xscale("log", base=2)
+        ticks = sorted({b for row in report.rows if (c := row.cells.get(name)) is not None
+                        for b in c.eff.acc_at_budget})
+        ax.set_xticks(ticks, [str(b) for b in ticks], rotation=45, fontsize=7)  # plain labels: no mathtext fonts
+        ax.minorticks_off()
+        ax.set_title(display_name(name))
+        ax.set_xlabel("token budget B (log2)")
+        ax.set_ylabel("ACC within B (%)")
+        ax.grid(alpha=0.3)
+    fig.legend(list(handles.values()), list(handles), loc="outside lower center", ncols=2, fontsize=7, frameon=False)
+    fig.suptitle("Accuracy vs token budget")
+    return save_png(fig, path)
+
+
 def plot_problem_lengths(records_a: Sequence[Mapping[str, Any]], records_b: Sequence[Mapping[str, Any]],
                          labels: tuple[str, str], benchmark: str, path: str | Path, max_problems: int = 40) -> Path:
     """Per-problem mean length of two models side by side, marked correct (o) or wrong (x) by majority,
@@ -208,12 +243,16 @@ def write_report_plots(report: Report, models: Sequence[Any], out_dir: str | Pat
     """All plots for a report into ``out_dir``; ``models`` are the report's ``ModelSummary`` objects, base first.
 
     - ``acc_vs_len.png`` always;
+    - ``acc_vs_budget.png`` when a summary holds ``acc_at_budget`` (:func:`plot_acc_vs_budget`);
     - ``lengths_<benchmark>.png`` (base vs the first other model) for each benchmark whose per-sample
       records both eval directories hold;
     - ``training_<model>.png`` for each model given as a run directory with a ``metrics.jsonl``.
     """
     out = check_plot_dir(out_dir)
     written = [plot_acc_vs_len(report, out / "acc_vs_len.png")]
+    budget_plot = plot_acc_vs_budget(report, out / "acc_vs_budget.png")
+    if budget_plot is not None:
+        written.append(budget_plot)
     if len(models) >= 2:
         first, second = models[0], models[1]
         for name in report.benchmarks:

@@ -8,6 +8,10 @@ every row has: ACC, LEN, LEN as a percentage of the base's, and L-Acc.
 A model is given as a run directory (``<run>/eval/summary.json``), an eval directory
 (``<dir>/summary.json``) or a summary file. Rendering: :func:`render` as ``table`` (rich),
 ``markdown``, ``csv`` or ``json``. The math is pure; only :func:`load_model` reads files.
+CSV and JSON also carry each benchmark's thinking-efficiency metrics
+(:mod:`egrc_lite.evaluation.efficiency`: accuracy at token budgets, its AUC, tokens to the first
+correct answer and after it); the table and markdown add them as a second table when asked
+(``efficiency=True``). Summaries written before those metrics existed show ``-`` / empty cells.
 ``Report.warnings`` holds one line per setting (:data:`COMPARED_SETTINGS`: limit, n, max tokens,
 temperature) in which the compared evaluations differ (:func:`settings_warnings`).
 
@@ -28,6 +32,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from egrc_lite.evaluation.efficiency import Efficiency, read_efficiency
 from egrc_lite.evaluation.evaluate import EvalError, find_summary, read_summary
 from egrc_lite.evaluation.metrics import l_acc
 from egrc_lite.runs import metrics_file
@@ -87,6 +92,7 @@ class Cell:
     acc: float
     len: float
     l_acc: float | None
+    eff: Efficiency = field(default_factory=Efficiency)
 
 
 @dataclass
@@ -175,7 +181,7 @@ def build_report(base: ModelSummary, models: Sequence[ModelSummary]) -> Report:
             value = None
             if not is_base and base_len is not None and base_len > 0:
                 value = l_acc(float(entry["acc"]), float(entry["len"]), float(base_len))
-            cells[name] = Cell(float(entry["acc"]), float(entry["len"]), value)
+            cells[name] = Cell(float(entry["acc"]), float(entry["len"]), value, read_efficiency(entry))
         row = Row(m.label, is_base, cells, source=str(m.summary_path) if m.summary_path else None)
         if averaged:
             row.avg_acc = _mean([cells[n].acc for n in averaged])
@@ -216,32 +222,100 @@ def text_rows(report: Report) -> list[list[str]]:
     return rows
 
 
-def to_markdown(report: Report) -> str:
-    cols = header(report)
-    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] + ["---:"] * (len(cols) - 1)) + "|"]
-    lines += ["| " + " | ".join(r) + " |" for r in text_rows(report)]
+def _md_table(cols: list[str], rows: list[list[str]], left: int = 1) -> list[str]:
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join(["---"] * left + ["---:"] * (len(cols) - left)) + "|"]
+    return lines + ["| " + " | ".join(r) + " |" for r in rows]
+
+
+def to_markdown(report: Report, efficiency: bool = False) -> str:
+    """Table 1 as markdown; with ``efficiency``, the thinking-efficiency table below it."""
+    lines = _md_table(header(report), text_rows(report))
     lines.append("")
     lines.append(f"L-Acc = ACC x sqrt(1 - LEN / LEN_base) against {report.base}; averages over: "
                  f"{', '.join(display_name(n) for n in report.averaged) or '(no benchmark common to all)'}.")
+    if efficiency:
+        grid = budgets(report)
+        cols = ["benchmark", "model", "ACC", *(f"acc@{b}" for b in grid), "AUC", "first answer mean",
+                "first answer median", "tail mean", "tail median", "found %"]
+        rows = [[display_name(name), label, _fmt(c.acc, 1), *(_fmt(c.eff.acc_at_budget.get(b), 1) for b in grid),
+                 *_eff_cells(c.eff)] for name, label, c in efficiency_rows(report)]
+        lines += ["", *_md_table(cols, rows, left=2), "", EFFICIENCY_NOTE]
     return "\n".join(lines) + "\n"
 
 
+EFFICIENCY_NOTE = ("acc@B: ACC counting only responses finished within B tokens; AUC: area under acc@B over "
+                   "log2 B (0-100); first answer: tokens up to the first correct answer of a correct response, "
+                   "tail: tokens after it; found: share of the correct responses in which it was located; "
+                   "~: estimated from character positions.")
+
+
+def efficiency_rows(report: Report) -> list[tuple[str, str, Cell]]:
+    """``(benchmark, model, cell)`` for the efficiency table: each benchmark, then each model that has it."""
+    return [(name, row.label, c) for name in report.benchmarks for row in report.rows
+            if (c := row.cells[name]) is not None]
+
+
+def _eff_cells(e: Efficiency) -> list[str]:
+    """AUC, first answer mean and median, tail mean and median (``~`` when estimated), found %."""
+    mark = "~" if e.unit == "estimated" else ""
+    tokens = [_fmt(v, 0) if v is None else mark + _fmt(v, 0)
+              for v in (e.first_mean, e.first_median, e.tail_mean, e.tail_median)]
+    return [_fmt(e.auc, 1), *tokens, _fmt(None if e.found is None else 100.0 * e.found, 0)]
+
+
+def missing_efficiency(report: Report) -> list[str]:
+    """Labels of the rows none of whose benchmarks has efficiency metrics (summaries from before them)."""
+    return [row.label for row in report.rows if all(c is None or c.eff.empty for c in row.cells.values())]
+
+
+EFFICIENCY_COLUMNS = ("acc_budget_auc", "first_answer_tokens_mean", "first_answer_tokens_median",
+                      "reflection_tail_tokens_mean", "reflection_tail_tokens_median", "first_answer_found",
+                      "first_answer_unit")
+"""Per-benchmark efficiency columns of the CSV (then ``<bench>_acc_at_<B>`` per budget), named as in summary.json."""
+
+
+def budgets(report: Report, benchmark: str | None = None) -> list[int]:
+    """The budgets of ``acc_at_budget`` that any row holds (for one benchmark, or for all), ascending."""
+    found = {b for row in report.rows for name, c in row.cells.items()
+             if c is not None and benchmark in (None, name) for b in c.eff.acc_at_budget}
+    return sorted(found)
+
+
 def to_csv(report: Report) -> str:
-    """Wide CSV with full precision; empty cells for missing values."""
+    """Wide CSV with full precision; empty cells for missing values. After the Table 1 columns, each
+    benchmark's efficiency columns: :data:`EFFICIENCY_COLUMNS`, then ``<bench>_acc_at_<B>`` per budget."""
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     cols = ["model", "is_base"]
     for name in report.benchmarks:
         cols += [f"{name}_acc", f"{name}_len", f"{name}_l_acc"]
-    writer.writerow(cols + ["avg_acc", "avg_len", "avg_len_ratio", "avg_l_acc"])
+    cols += ["avg_acc", "avg_len", "avg_len_ratio", "avg_l_acc"]
+    for name in report.benchmarks:  # after the Table 1 columns, so that those keep their places
+        cols += [f"{name}_{key}" for key in EFFICIENCY_COLUMNS] + [f"{name}_acc_at_{b}" for b in budgets(report, name)]
+    writer.writerow(cols)
     for row in report.rows:
         values: list[Any] = [row.label, int(row.is_base)]
         for name in report.benchmarks:
             c = row.cells[name]
             values += ["", "", ""] if c is None else [c.acc, c.len, "" if c.l_acc is None else c.l_acc]
         values += ["" if v is None else v for v in (row.avg_acc, row.avg_len, row.avg_len_ratio, row.avg_l_acc)]
+        for name in report.benchmarks:
+            c = row.cells[name]
+            e = c.eff if c is not None else Efficiency()
+            values += ["" if v is None else v for v in _eff_values(e)]
+            values += ["" if e.acc_at_budget.get(b) is None else e.acc_at_budget[b] for b in budgets(report, name)]
         writer.writerow(values)
     return buf.getvalue()
+
+
+def _eff_values(e: Efficiency) -> tuple[Any, ...]:
+    """The values of :data:`EFFICIENCY_COLUMNS`, in order."""
+    return e.auc, e.first_mean, e.first_median, e.tail_mean, e.tail_median, e.found, e.unit
+
+
+def _eff_json(e: Efficiency) -> dict[str, Any]:
+    curve = {str(b): v for b, v in e.acc_at_budget.items()} or None
+    return {"acc_at_budget": curve, **dict(zip(EFFICIENCY_COLUMNS, _eff_values(e), strict=True))}
 
 
 def to_json(report: Report) -> str:
@@ -249,7 +323,8 @@ def to_json(report: Report) -> str:
     for row in report.rows:
         rows.append({
             "model": row.label, "is_base": row.is_base, "source": row.source,
-            "benchmarks": {n: (None if c is None else {"acc": c.acc, "len": c.len, "l_acc": c.l_acc})
+            "benchmarks": {n: (None if c is None else {"acc": c.acc, "len": c.len, "l_acc": c.l_acc,
+                                                       **_eff_json(c.eff)})
                            for n, c in row.cells.items()},
             "avg": {"acc": row.avg_acc, "len": row.avg_len, "len_ratio": row.avg_len_ratio, "l_acc": row.avg_l_acc},
         })
@@ -285,8 +360,35 @@ def to_rich(report: Report) -> Any:
     return table
 
 
-def render(report: Report, fmt: str) -> Any:
-    """``fmt`` in table | markdown | csv | json: a rich Table for ``table``, else a string."""
+def efficiency_rich(report: Report) -> Any:
+    """The efficiency table for a terminal: a row per benchmark and model; cells ``mean / median``."""
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="Thinking efficiency", box=box.SIMPLE_HEAD, pad_edge=False, collapse_padding=True,
+                  caption="AUC: ACC within a token budget, averaged over log2 budgets; first answer / tail: tokens "
+                          "to the first correct answer and after it (mean / median); ~ estimated")
+    table.add_column("benchmark", overflow="fold")
+    table.add_column("model", overflow="fold")
+    for title in ("ACC", "AUC", "first answer", "tail", "found %"):
+        table.add_column(title, justify="right", no_wrap=True)
+    for name, label, c in efficiency_rows(report):
+        auc, first_mean, first_median, tail_mean, tail_median, found = _eff_cells(c.eff)
+        table.add_row(display_name(name), label, _fmt(c.acc, 1), auc, f"{first_mean} / {first_median}",
+                      f"{tail_mean} / {tail_median}", found)
+    return table
+
+
+def render(report: Report, fmt: str, *, efficiency: bool = False) -> Any:
+    """``fmt`` in table | markdown | csv | json: a rich renderable for ``table``, else a string.
+    ``efficiency`` adds the thinking-efficiency table to ``table`` and ``markdown`` (csv and json always
+    carry those metrics)."""
     if fmt not in FORMATS:
         raise EvalError(f"unknown report format '{fmt}'; valid: {', '.join(FORMATS)}")
-    return {"table": to_rich, "markdown": to_markdown, "csv": to_csv, "json": to_json}[fmt](report)
+    if fmt == "table" and efficiency:
+        from rich.console import Group
+
+        return Group(to_rich(report), efficiency_rich(report))
+    if fmt == "markdown":
+        return to_markdown(report, efficiency)
+    return {"table": to_rich, "csv": to_csv, "json": to_json}[fmt](report)
