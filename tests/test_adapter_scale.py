@@ -110,3 +110,31 @@ def test_scale_needs_an_adapter_and_bad_lists_are_one_line(tmp_path, adapter):
     bad = invoke("eval", *EVAL, "--adapter", str(adapter), "--adapter-scale", "0,big", "--out", str(tmp_path / "y"))
     assert bad.exit_code == 2 and "not a number" in bad.output and "Traceback" not in bad.output
     assert not (tmp_path / "y").exists()
+
+
+def _summary(directory, acc, length):
+    directory.mkdir(parents=True)
+    (directory / "summary.json").write_text(json.dumps(
+        {"model": "m", "settings": {"n": 1, "max_tokens": 256, "limit": 10, "temperature": 0.6},
+         "benchmarks": {"arithmetic": {"acc": acc, "len": length}}}))
+
+
+def test_report_shows_each_scale_as_a_row_and_plots_the_front(tmp_path):
+    _summary(tmp_path / "base", 10.0, 160.0)
+    for scale, acc, length in (("0", 10.0, 160.0), ("0.5", 25.0, 60.0), ("1", 30.0, 25.0), ("1.25", 20.0, 20.0)):
+        _summary(tmp_path / "demo" / f"scale-{scale}", acc, length)
+    (tmp_path / "demo" / "scale-notes").mkdir()  # not a scale: ignored
+    result = invoke("report", "--base", str(tmp_path / "base"), str(tmp_path / "demo"), "--format", "csv",
+                    "--plots", str(tmp_path / "plots"))
+    assert result.exit_code == 0, result.output
+    rows = [line.split(",")[:4] for line in result.stdout.splitlines()[1:] if line and not line.startswith("wrote")]
+    assert [r[0] for r in rows] == ["base", "demo@0", "demo@0.5", "demo@1", "demo@1.25"]
+    assert [float(r[2]) for r in rows[1:]] == [10.0, 25.0, 30.0, 20.0]
+    assert (tmp_path / "plots" / "acc_vs_len.png").stat().st_size > 0
+
+
+def test_a_folder_without_summaries_or_scales_is_still_an_error(tmp_path):
+    _summary(tmp_path / "base", 10.0, 160.0)
+    (tmp_path / "empty").mkdir()
+    result = invoke("report", "--base", str(tmp_path / "base"), str(tmp_path / "empty"))
+    assert result.exit_code == 2 and "no summary found" in result.output

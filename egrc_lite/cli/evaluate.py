@@ -174,7 +174,8 @@ def eval_command(
 def report(
     base: Annotated[Path, typer.Option("--base", help="The base model's run or eval directory.")],
     models: Annotated[Optional[list[Path]], typer.Argument(help="Run directories (RUN/eval/summary.json) or eval "
-                      "directories (DIR/summary.json) to compare with the base.")] = None,
+                      "directories (DIR/summary.json) to compare with the base; an `eval --adapter-scale` directory gives a row "
+                      "NAME@S per scale.")] = None,
     fmt: Annotated[str, typer.Option("--format", "-f", help="table | markdown | csv | json")] = "table",
     plots: Annotated[Optional[Path], typer.Option("--plots", help="Write PNG plots to this folder: accuracy vs "
                      "length, accuracy vs token budget, per-problem lengths (base vs the first model), training "
@@ -186,10 +187,10 @@ def report(
     """Table 1 of the paper for your models: ACC, LEN and L-Acc per benchmark against the base, plus averages;
     with --efficiency also ACC within token budgets and where the first correct answer appears; warns on
     stderr when the evaluations differ in limit, n, max tokens or temperature."""
-    from egrc_lite.evaluation.report import build_report, load_model, missing_efficiency, render, unique_labels
+    from egrc_lite.evaluation.report import build_report, load_model, load_models, missing_efficiency, render, unique_labels
     from egrc_lite.cli.ui import console
 
-    loaded = unique_labels([load_model(base), *(load_model(m) for m in models or [])])
+    loaded = unique_labels([load_model(base), *(m for path in models or [] for m in load_models(path))])
     if plots is not None:
         from egrc_lite.evaluation.plots import check_plot_dir
 

@@ -76,6 +76,40 @@ def load_model(path: str | Path, label: str | None = None) -> ModelSummary:
     return ModelSummary(label, summary, file, eval_dir, run_dir)
 
 
+def scale_dirs(path: str | Path) -> list[tuple[float, Path]]:
+    """The ``scale-S/`` eval directories of ``eval --adapter-scale`` under ``path`` (or ``path/eval``, a run),
+    in increasing scale; empty when there are none."""
+    p = Path(path).expanduser()
+    for root in (p, p / "eval"):
+        found = []
+        for child in root.glob("scale-*") if root.is_dir() else []:
+            try:
+                scale = float(child.name[len("scale-"):])
+            except ValueError:
+                continue
+            if (child / "summary.json").is_file():
+                found.append((scale, child))
+        if found:
+            return sorted(found)
+    return []
+
+
+def load_models(path: str | Path, label: str | None = None) -> list[ModelSummary]:
+    """:func:`load_model`, or, for an ``eval --adapter-scale`` directory (``scale-S/`` inside, no summary of its
+    own), one model per scale labelled ``NAME@S``."""
+    try:
+        return [load_model(path, label)]
+    except EvalError:
+        scales = scale_dirs(path)
+        if not scales:
+            raise
+    p = Path(path).expanduser()
+    name = label or ((p.parent.name if p.name == "eval" else p.name) or str(p))
+    run_dir = p if metrics_file(p).is_file() else None
+    return [ModelSummary(f"{name}@{child.name[len('scale-'):]}", read_summary(child / "summary.json"),
+                         child / "summary.json", child, run_dir) for _, child in scales]
+
+
 def unique_labels(models: Sequence[ModelSummary]) -> list[ModelSummary]:
     """The same models with repeated labels made distinct (``name``, ``name#2``, ...)."""
     seen: dict[str, int] = {}
