@@ -73,10 +73,12 @@ def print_estimate(est: Any, shape: Any, *, title: str) -> None:
                   "persistent parts + the larger of training (activations + logits) and sampling")
     console.print(table)
     if est.kv_capacity_tokens is not None:
-        enough = est.kv_capacity_tokens >= est.kv_needed_tokens
+        if est.kv_capacity_tokens < est.longest_sequence:
+            tail = f" (less than one {est.longest_sequence:,}-token sequence: vLLM would refuse to start)"
+        else:
+            tail = "" if est.kv_capacity_tokens >= est.kv_needed_tokens else " (they queue: slower, no crash)"
         console.print(f"vLLM KV cache: {est.kv_capacity_tokens:,} tokens; a step's rollouts need "
-                      f"{est.kv_needed_tokens:,}" + ("" if enough else " (they queue: slower, no crash)"),
-                      highlight=False)
+                      f"{est.kv_needed_tokens:,}{tail}", highlight=False)
     for note in est.notes:
         console.print(f"[yellow]note[/]: {note}")
 
