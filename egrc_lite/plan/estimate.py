@@ -13,7 +13,8 @@ LoRA             ``r * (in + out)`` per targeted linear layer and layer; 16 byte
 activations      what backward keeps per token and layer, ``b * (6h + 3q + 3kv + 4i)`` (norm inputs and outputs,
                  attention inputs, rotated q/k, v, attention output, gate/up outputs, the SiLU product), times
                  ``B * T * n_l``; with gradient checkpointing ``B * T * (n_l * h * b)`` (each layer's input) plus
-                 one layer's full set for the recompute
+                 one layer's full set for the recompute; unsloth's checkpointing keeps the layer inputs in CPU
+                 memory, so only the recomputed layer's set stays on the GPU
 logits           the LM head over the completion tokens: logits and their gradient in the compute dtype and a
                  float32 log-softmax, ``(2b + 4) * V`` per token; ``B * T_c`` tokens at once (TRL's forward) or a
                  chunk of :data:`LOGIT_CHUNK_TOKENS` (unsloth's chunked loss)
@@ -107,11 +108,12 @@ def weight_bytes(cfg: EgrcConfig, shape: ModelShape) -> float:
     return (shape.exact_params or shape.total_params()) * compute_bytes(cfg, shape)
 
 
-def activation_bytes(shape: ModelShape, *, tokens: int, b: int, checkpointing: bool) -> float:
-    """What backward keeps for ``tokens`` (micro-batch x sequence) tokens."""
+def activation_bytes(shape: ModelShape, *, tokens: int, b: int, checkpointing: bool, offloaded: bool = False) -> float:
+    """What backward keeps on the GPU for ``tokens`` (micro-batch x sequence) tokens; ``offloaded``: the layer
+    inputs saved by checkpointing live in CPU memory (unsloth's checkpointing)."""
     per_layer = b * (6 * shape.hidden + 3 * shape.q_dim + 3 * shape.kv_dim + 4 * shape.intermediate)
     if checkpointing:
-        return tokens * (shape.layers * shape.hidden * b + per_layer)
+        return tokens * ((0 if offloaded else shape.layers * shape.hidden * b) + per_layer)
     return tokens * shape.layers * per_layer
 
 
@@ -140,13 +142,15 @@ def estimate(cfg: EgrcConfig, shape: ModelShape, *, gpu_gib: float | None = None
     weights = weight_bytes(cfg, shape)
     n_lora = lora_params(shape, r=cfg.lora.r, targets=cfg.lora.target_modules)
     ckpt = cfg.model.gradient_checkpointing
-    acts = activation_bytes(shape, tokens=micro * seq, b=b, checkpointing=ckpt)
+    offloaded = ckpt and which == "unsloth"
+    acts = activation_bytes(shape, tokens=micro * seq, b=b, checkpointing=ckpt, offloaded=offloaded)
     logit_tokens = micro * completion if which == "hf" else min(micro * completion, LOGIT_CHUNK_TOKENS)
     logits = logit_tokens * shape.vocab * (2 * b + 4)
     quant = "4-bit NF4 linear layers, 16-bit rest" if cfg.model.load_in_4bit else f"{b} bytes x {shape.total_params():,}"
     parts = [
         Component("LoRA + grads + AdamW", n_lora * LORA_BYTES_PER_PARAM, f"{n_lora:,} parameters x 16 bytes"),
-        Component("activations", acts, f"micro-batch {micro} x {seq} tokens, checkpointing {'on' if ckpt else 'off'}"),
+        Component("activations", acts, f"micro-batch {micro} x {seq} tokens, checkpointing "
+                  + ("on (layer inputs offloaded to CPU memory by unsloth)" if offloaded else "on" if ckpt else "off")),
         Component("logits", logits, f"{logit_tokens:,} tokens x {shape.vocab:,} x {2 * b + 4} bytes"
                   + (" (TRL: the whole micro-batch)" if which == "hf" else " (chunked)")),
         Component("CUDA context", CUDA_CONTEXT, "driver context and allocator slack (estimate)"),
