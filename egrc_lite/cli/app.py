@@ -223,10 +223,18 @@ def compress(
     model: ModelOpt = None,
     backend: BackendOpt = None,
     seed: SeedOpt = None,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the resolved config, the stage plan and the "
+                                          "memory estimate, then exit without loading a model.")] = False,
 ) -> None:
     """The main job: run the whole schedule (compression, then exploration) and save the final LoRA adapter."""
-    _run_training(preset, overrides, out, resume, {"model.name_or_path": model, "backend": backend,
-                                                   "train.seed": seed})
+    flags = {"model.name_or_path": model, "backend": backend, "train.seed": seed}
+    if dry_run:
+        from egrc_lite.presets import DEFAULT_PRESET, resolve
+        from egrc_lite.cli.plan import dry_run as print_dry_run
+
+        print_dry_run(resolve(preset or [DEFAULT_PRESET], overrides or [], flags))
+        return
+    _run_training(preset, overrides, out, resume, flags)
 
 
 @app.command()
@@ -267,11 +275,13 @@ def _register_commands() -> None:
     from egrc_lite.cli.evaluate import eval_command, report
     from egrc_lite.cli.info import benchmarks_app, env_command
     from egrc_lite.cli.merge import merge
+    from egrc_lite.cli.plan import plan_command
     from egrc_lite.cli.sweep import sweep
 
     app.command("eval", help=eval_command.__doc__)(user_errors(eval_command))
     app.command(help=report.__doc__)(user_errors(report))
     app.command(help=merge.__doc__)(user_errors(merge))
+    app.command("plan", help=plan_command.__doc__)(user_errors(plan_command))
     app.command(help=analyze.__doc__)(user_errors(analyze))
     app.command(help=sweep.__doc__)(sweep)  # has its own user_errors (another interrupt message)
     app.command("env", help=env_command.__doc__)(user_errors(env_command))

@@ -6,8 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import torch
-
 from egrc_lite.config import EgrcConfig, StageConfig
 
 
@@ -36,6 +34,7 @@ def build_grpo_config(cfg: EgrcConfig, stage: StageConfig, *, output_dir: str, s
     """
     import dataclasses
 
+    import torch
     from trl import GRPOConfig
 
     per_device, accum = batch_shape(cfg)
