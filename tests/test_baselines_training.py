@@ -136,7 +136,7 @@ def test_kimi_length_reward_in_the_trainer(tmp_path, graded):
     assert trainer.reward_func_names == ["format", "answer", "kimi_length"]
     texts = ["a</think> 1", "b</think> 1", "c</think> 2", "d</think> 1",  # group 1: lengths 2..8
              "e</think> 2", "f</think> 2", "g</think> 1", "h</think> 1"]  # group 2: equal lengths
-    _score(trainer, tok, [2, 8, 4, 5, 5, 5, 5, 5], texts=texts)
+    _score(trainer, tok, [2, 8, 4, 5, 3, 3, 3, 3], texts=texts)  # one batch-wide group would give g, h 1/3
     assert _rewards_of(trainer, "answer") == [1, 1, 0, 1, 0, 0, 1, 1]
     # group 1: min 2, max 8: lambda = 0.5, -0.5, 1/6, 0; correct, correct, wrong (min(0, 1/6) = 0), correct
     assert _rewards_of(trainer, "kimi_length") == pytest.approx([0.5, -0.5, 0.0, 0.0, 0, 0, 0, 0], abs=1e-6)
