@@ -26,6 +26,9 @@ from egrc_lite.errors import EgrcError
 StageMode = Literal["compress", "explore", "entangled"]
 ShapeKind = Literal["exponential", "linear", "cosine"]
 AnswerRule = Literal["boxed", "last_number"]
+LengthTerm = Literal["penalty", "none", "dapo_soft", "l1", "kimi"]
+"""The exploration stage's length term (``reward.length_term``): the method's penalty or a baseline's
+(:data:`egrc_lite.train.rewards.LENGTH_TERMS`, presets/baselines/)."""
 
 PAPER_TEMPERATURE = 0.6  # sampling of evaluation, stage 1 and analysis (method.md s6) [our default]
 PAPER_TOP_P = 0.95
@@ -34,6 +37,7 @@ EXPLORE_TOP_P = 1.0
 EXPLORE_EPSILON_HIGH = 0.28  # clip-higher of stage 2 (method.md s3)
 
 DEFAULT_PROMPT_SUFFIX = "Please reason step by step, and put your final answer within \\boxed{}."
+DEFAULT_BUDGET_PROMPT = "Think for {budget} tokens."  # L1/LCPO's budget sentence (Aggarwal & Welleck 2025)
 
 DEFAULT_CONNECTORS = [
     "wait", "alternatively", "therefore", "but", "however", "so", "hmm", "thus", "hence",
@@ -109,8 +113,17 @@ class DataConfig(_Strict):
     builtin_size: int = Field(512, ge=1, description="number of generated problems for builtin sources")
     builtin_seed: int = 1234
     prompt_suffix: str = Field(DEFAULT_PROMPT_SUFFIX, description="appended to every problem (method.md s6)")
+    budget_prompt: str = Field(DEFAULT_BUDGET_PROMPT, description="reward.length_term=l1: the sentence that gives "
+                               "each training prompt its token budget ({budget}), after the suffix [L1's wording]")
     system_prompt: str | None = None
     max_prompt_length: int = Field(512, ge=16)
+
+    @field_validator("budget_prompt")
+    @classmethod
+    def _check_budget_prompt(cls, value: str) -> str:
+        if "{budget}" not in value:
+            raise ValueError("data.budget_prompt must contain {budget}, e.g. 'Think for {budget} tokens.'")
+        return value
 
 
 class RewardConfig(_Strict):
@@ -123,11 +136,43 @@ class RewardConfig(_Strict):
     length_penalty: float = Field(0.25, ge=0.0, description="exploration: penalty per unit beyond the clip")
     length_penalty_unit: int = Field(1000, ge=1, description="tokens per penalty unit (paper: 1k)")
     length_penalty_mode: Literal["continuous", "step"] = "continuous"
+    # The field's length-control methods (presets/baselines/; formulas in egrc_lite.train.length_control)
+    length_term: LengthTerm = Field(
+        "penalty", description="the exploration stage's length term: 'penalty' (the method's, above), 'none', or a "
+        "baseline's: 'dapo_soft' (DAPO's soft overlong punishment), 'l1' (L1/LCPO: -l1_alpha |budget - len|, a budget "
+        "in each prompt), 'kimi' (Kimi k1.5: group min/max-normalised, correctness-gated)")
+    overlong_filter: bool = Field(
+        False, description="DAPO's overlong filtering: a completion cut at the generation cap without EOS gets no loss "
+        "weight (out of the loss and its normaliser), in every stage")
+    overlong_buffer: float = Field(
+        0.2, gt=0.0, le=1.0, description="dapo_soft: L_cache as a fraction of the stage's cap L_max; the penalty "
+        "falls linearly from 0 to -1 over the last L_cache tokens [DAPO: 4096 of 20480 = 0.2]")
+    length_weight: float = Field(1.0, ge=0.0, description="dapo_soft and kimi: weight of the length term [papers: 1]")
+    l1_alpha: float = Field(3e-4, ge=0.0, description="l1: reward lost per token off the budget [L1: 0.0003]")
+    l1_budget: tuple[float, float] = Field(
+        (0.025, 1.0), description="l1: each prompt's budget is drawn uniformly from [lo, hi] times the run's largest "
+        "generation cap (seeded by train.seed and the problem id) [L1: 100-4000 tokens at a 4k cap]")
+
+    @field_validator("l1_budget")
+    @classmethod
+    def _check_l1_budget(cls, value: tuple[float, float]) -> tuple[float, float]:
+        lo, hi = value
+        if not 0.0 < lo <= hi <= 1.0:
+            raise ValueError("reward.l1_budget must be [lo, hi] with 0 < lo <= hi <= 1 (fractions of the generation "
+                             "cap), e.g. [0.025, 1.0]")
+        return value
 
 
 PAPER_LENGTH_CLIP = 4096  # L of the compression stage (method.md s2)
 LENGTH_CLIP_MODES = ("compress", "entangled")
 """The modes whose ``length_clip`` an explore stage after them inherits (method.md s3)."""
+
+
+class CapStep(_Strict):
+    """One tightening of a stage's generation cap (ThinkPrune-style, :func:`egrc_lite.train.schedule.stage_caps`)."""
+
+    at: float = Field(..., gt=0.0, lt=1.0, description="fraction of the stage's steps after which it applies")
+    scale: float = Field(..., gt=0.0, lt=1.0, description="the new cap as a fraction of the stage's own cap")
 
 
 class StageConfig(_Strict):
@@ -157,6 +202,19 @@ class StageConfig(_Strict):
     epsilon_high: float | None = Field(None, ge=0.0, description="[our default 0.2 compress, 0.28 explore]")
     kl_beta: float = Field(0.0, ge=0.0, description="KL to the reference [our default off]")
     learning_rate: float | None = Field(None, gt=0.0, description="defaults to train.learning_rate")
+    cap_schedule: list[CapStep] = Field(
+        default_factory=list, description="ThinkPrune-style tightening: [{at: 0.33, scale: 0.75}, {at: 0.67, "
+        "scale: 0.5}] lowers the cap (and L, where above it) to 3/4 after a third of the stage's steps, to 1/2 "
+        "after two thirds")
+
+    @field_validator("cap_schedule")
+    @classmethod
+    def _check_cap_schedule(cls, value: list[CapStep]) -> list[CapStep]:
+        ats, scales = [c.at for c in value], [c.scale for c in value]
+        if any(b <= a for a, b in zip(ats, ats[1:])) or any(b >= a for a, b in zip(scales, scales[1:])):
+            raise ValueError("cap_schedule entries must have increasing 'at' and decreasing 'scale' (each one tightens "
+                             "the cap further), e.g. [{at: 0.33, scale: 0.75}, {at: 0.67, scale: 0.5}]")
+        return value
 
     @model_validator(mode="after")
     def _fill_mode_defaults(self) -> StageConfig:

@@ -2,7 +2,8 @@
 
 A problem is an ``id``, a ``problem`` text and a gold ``answer`` string. Prompts follow
 method.md s6: the model's chat template, the user turn is the problem followed by
-``prompt_suffix``; generation starts after the template's assistant prefix.
+``prompt_suffix``; generation starts after the template's assistant prefix. A run with
+``reward.length_term: l1`` also states a token budget per prompt (:class:`TokenBudget`).
 
 The built-in generator (``builtin:arithmetic``) words each one-step problem in one of
 :data:`TRAIN_WORDINGS` (5 per operation) with :data:`TRAIN_NAMES` and :data:`TRAIN_ITEMS`; the
@@ -24,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from egrc_lite.config import DataConfig
+from egrc_lite.config import DataConfig, EgrcConfig
 from egrc_lite.errors import EgrcError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -244,21 +245,75 @@ def load_problems(cfg: DataConfig) -> list[Problem]:
     return problems
 
 
-def build_messages(problem: str, cfg: DataConfig) -> list[dict[str, str]]:
-    """Chat messages for one problem: optional system turn, then problem + suffix.
+BUDGET_COLUMN = "token_budget"
+"""The dataset column with the budget each prompt states (the ``l1`` reward reads it)."""
+
+
+@dataclass(frozen=True)
+class TokenBudget:
+    """L1/LCPO's per-prompt token budgets (Aggarwal & Welleck 2025): each problem gets one budget ``n_gold``,
+    uniform on ``[low, high]`` tokens, stated in its prompt (``data.budget_prompt``: "Think for N tokens.")
+    and read by the ``l1`` reward from the dataset column ``token_budget``.
+
+    A budget is drawn from ``(seed, problem id)`` alone: the same problem gets the same budget in every run
+    with that seed (``train.seed``), whatever the data order, ``data.limit`` or a resume.
+
+    >>> tb = TokenBudget(100, 4000, seed=0)
+    >>> tb.draw("p1") == tb.draw("p1") and 100 <= tb.draw("p1") <= 4000
+    True
+    """
+
+    low: int
+    high: int
+    seed: int
+
+    def draw(self, problem_id: str) -> int:
+        return random.Random(f"l1-budget:{self.seed}:{problem_id}").randint(self.low, self.high)
+
+
+def token_budget(cfg: EgrcConfig) -> TokenBudget | None:
+    """The run's :class:`TokenBudget` when ``reward.length_term`` is ``l1``, else ``None``: ``reward.l1_budget``
+    ``[lo, hi]`` times the largest generation cap of the schedule's stages (those with steps), rounded, at least 1.
+
+    >>> from egrc_lite.config import EgrcConfig
+    >>> cfg = EgrcConfig.model_validate({"reward": {"length_term": "l1", "l1_budget": [0.25, 0.5]},
+    ...     "schedule": {"stages": [{"mode": "explore", "steps": 1, "max_completion_length": 40}]}})
+    >>> token_budget(cfg), token_budget(EgrcConfig())
+    (TokenBudget(low=10, high=20, seed=0), None)
+    """
+    if cfg.reward.length_term != "l1":
+        return None
+    stages = [s for s in cfg.schedule.stages if s.steps > 0] or cfg.schedule.stages
+    cap = max(int(s.max_completion_length) for s in stages)
+    lo, hi = cfg.reward.l1_budget
+    low = max(1, round(lo * cap))
+    return TokenBudget(low, max(low, round(hi * cap)), cfg.train.seed)
+
+
+def build_messages(problem: str, cfg: DataConfig, budget: int | None = None) -> list[dict[str, str]]:
+    """Chat messages for one problem: optional system turn, then problem + suffix (+ the budget sentence).
 
     >>> build_messages("1+1?", DataConfig(prompt_suffix="Box it."))
     [{'role': 'user', 'content': '1+1?\\nBox it.'}]
+    >>> build_messages("1+1?", DataConfig(prompt_suffix="Box it."), budget=64)[-1]["content"]
+    '1+1?\\nBox it. Think for 64 tokens.'
     """
     user = f"{problem}\n{cfg.prompt_suffix}" if cfg.prompt_suffix else problem
+    if budget is not None:
+        user += (" " if cfg.prompt_suffix else "\n") + cfg.budget_prompt.format(budget=budget)
     messages = [{"role": "system", "content": cfg.system_prompt}] if cfg.system_prompt else []
     messages.append({"role": "user", "content": user})
     return messages
 
 
+def _budget(problem: Problem, budget: TokenBudget | None) -> int | None:
+    return budget.draw(problem.id) if budget is not None else None
+
+
 def fit_prompt_length(problems: list[Problem], cfg: DataConfig,
-                      count_tokens: Callable[[list[dict[str, str]]], int]) -> tuple[list[Problem], int]:
-    """The problems whose prompt (``count_tokens(build_messages(...))``, chat template included) fits
+                      count_tokens: Callable[[list[dict[str, str]]], int],
+                      budget: TokenBudget | None = None) -> tuple[list[Problem], int]:
+    """The problems whose prompt (``count_tokens(build_messages(...))``, chat template and budget included) fits
     ``cfg.max_prompt_length``, and how many were dropped; none fitting is a :class:`DataError`.
 
     >>> probs = [Problem("a", "1+1?", "2"), Problem("b", "x" * 50, "1")]
@@ -267,7 +322,7 @@ def fit_prompt_length(problems: list[Problem], cfg: DataConfig,
     >>> [p.id for p in kept], dropped
     (['a'], 1)
     """
-    lengths = [count_tokens(build_messages(p.problem, cfg)) for p in problems]
+    lengths = [count_tokens(build_messages(p.problem, cfg, _budget(p, budget))) for p in problems]
     kept = [p for p, n in zip(problems, lengths) if n <= cfg.max_prompt_length]
     if problems and not kept:
         raise DataError(f"no training prompt fits data.max_prompt_length={cfg.max_prompt_length} tokens (the "
@@ -275,15 +330,19 @@ def fit_prompt_length(problems: list[Problem], cfg: DataConfig,
     return kept, len(problems) - len(kept)
 
 
-def to_prompt_dataset(problems: list[Problem], cfg: DataConfig) -> datasets.Dataset:
-    """A ``datasets.Dataset`` with conversational ``prompt``, ``answer`` and ``id`` columns (TRL's format)."""
+def to_prompt_dataset(problems: list[Problem], cfg: DataConfig, budget: TokenBudget | None = None) -> datasets.Dataset:
+    """A ``datasets.Dataset`` with conversational ``prompt``, ``answer`` and ``id`` columns (TRL's format), and with
+    ``budget`` a ``token_budget`` column: the budget each prompt states (TRL hands it to the rewards)."""
     import datasets
 
-    return datasets.Dataset.from_dict({
-        "prompt": [build_messages(p.problem, cfg) for p in problems],
+    columns: dict[str, list[Any]] = {
+        "prompt": [build_messages(p.problem, cfg, _budget(p, budget)) for p in problems],
         "answer": [p.answer for p in problems],
         "id": [p.id for p in problems],
-    })
+    }
+    if budget is not None:
+        columns[BUDGET_COLUMN] = [budget.draw(p.id) for p in problems]
+    return datasets.Dataset.from_dict(columns)
 
 
 def data_fingerprint(problems: list[Problem]) -> str:

@@ -1,6 +1,7 @@
 """Two-stage RL training: compression, then exploration, as stages of one schedule.
 
-Owns: the reward formulas (``reward_formulas``) and the TRL reward callables (``rewards``), advantages (``advantages``),
+Owns: the reward formulas (``reward_formulas``; the field's length-control baselines: ``length_control``) and the
+TRL reward callables (``rewards``), advantages (``advantages``),
 the stage plan and automatic switch (``schedule``), all pure; the TRL ``GRPOTrainer`` subclass,
 the only module that knows TRL internals (``trainer``), with rollouts from merged LoRA weights
 (``fastgen``), the kept-sample loss mask, normaliser and TRL guards (``loss_mask``) and the sampled

@@ -17,6 +17,9 @@ name                   advantage                                                
                        else ``group_relative`` on correctness
 =====================  ======================================================  ===========
 
+An option on top of any of them: :func:`drop_rows` (DAPO's overlong filtering, ``reward.overlong_filter``)
+takes given samples out of the loss and the normaliser.
+
 >>> import torch
 >>> res = get_advantage_fn("absolute_positive")(torch.tensor([0.0, 0.5, 0.8, 0.0]), beta=2.0)
 >>> res.advantages.tolist(), res.mask.tolist()
@@ -165,6 +168,33 @@ def entangled(
         "adv/accuracy_groups": float((~compress_group).sum()),
         "adv/kept": float(mask.sum()),
     }
+    return AdvantageResult(advantages, mask, stats)
+
+
+def drop_rows(result: AdvantageResult, drop: torch.Tensor) -> AdvantageResult:
+    """``result`` with the samples ``drop`` (``[B]`` bool) given no loss weight: ``A = 0`` and ``mask = False``.
+
+    DAPO's overlong filtering (Yu et al. 2025, s3.4): a truncated sample (cut at the cap without EOS) is
+    masked out of the loss instead of being punished as wrong, so a reasoning that was merely long
+    is not taught to be wrong. The advantages of the others stay as the estimator computed them (the
+    group statistics include the dropped samples, as in DAPO: only the loss is masked). Adds
+    ``adv/dropped`` (samples dropped that the estimator had kept) and updates ``adv/kept`` when present.
+
+    >>> res = group_relative(torch.tensor([1.0, 0.0, 1.0, 0.0]), group_size=4, eps=0.0)
+    >>> out = drop_rows(res, torch.tensor([False, True, False, False]))
+    >>> [round(a, 4) for a in out.advantages.tolist()], out.mask.tolist(), out.stats["adv/dropped"]
+    ([0.866, 0.0, 0.866, -0.866], [True, False, True, True], 1.0)
+    """
+    drop = drop.to(result.mask.device).reshape(-1).bool()  # [B]
+    if drop.numel() != result.mask.numel():
+        raise ValueError(f"drop has {drop.numel()} values for {result.mask.numel()} samples")
+    mask = result.mask & ~drop  # [B]
+    advantages = torch.where(mask, result.advantages, torch.zeros_like(result.advantages))  # [B]
+    stats = {**result.stats, "adv/dropped": float((result.mask & drop).sum())}
+    if "adv/kept" in stats:
+        stats["adv/kept"] = float(mask.sum())
+    if "adv/kept_frac" in stats:
+        stats["adv/kept_frac"] = float(mask.sum()) / max(1, mask.numel())
     return AdvantageResult(advantages, mask, stats)
 
 

@@ -1,12 +1,15 @@
-r"""The TRL reward callables of each stage, which apply :mod:`egrc_lite.train.reward_formulas`.
+r"""The TRL reward callables of each stage, which apply :mod:`egrc_lite.train.reward_formulas` and, for the
+baselines, :mod:`egrc_lite.train.length_control`.
 
 The picklable callables TRL calls with a batch (``CompressionReward``, ``FormatReward``,
-``AnswerReward``, ``LengthPenaltyReward``; :func:`build_reward_funcs` picks a stage's) have TRL's
+``AnswerReward``, ``LengthPenaltyReward``, and the baselines' length terms of :data:`LENGTH_TERMS`;
+:func:`build_reward_funcs` picks a stage's) have TRL's
 signature ``__call__(prompts, completions, completion_ids, **kwargs) -> list[float]``, grade the batch
 at once with :func:`egrc_lite.grading.grade_each` and apply the formulas per completion. Each sets
 ``__name__``, so ``GRPOTrainer`` logs it as ``rewards/<name>/mean``. Length is always
 ``len(completion_ids[i])``; what makes a completion clipped or unanswered is in the formulas' module
-doc. :func:`bind_trainer` gives them what only the trainer knows (EOS ids, the chat template).
+doc. :func:`bind_trainer` gives them what only the trainer knows (EOS ids, the chat template), and
+:func:`set_caps` a stage's tightened cap (``cap_schedule``).
 
 This module imports neither torch nor TRL.
 """
@@ -16,6 +19,10 @@ from __future__ import annotations
 from collections.abc import Collection, Sequence
 from typing import TYPE_CHECKING, Any
 
+from egrc_lite.data import BUDGET_COLUMN
+from egrc_lite.train.length_control import (
+    kimi_length_rewards, l1_length_term, overlong_buffer_tokens, soft_overlong_penalty,
+)
 from egrc_lite.train.reward_formulas import (
     completion_text, compression_reward, format_ok, is_clipped, is_truncated, length_penalty, prompt_opens_think,
     shape_length, template_opens_think, thinking_unclosed,
@@ -189,22 +196,146 @@ class LengthPenaltyReward(_TrlReward):
         return [length_penalty(n, self.length_clip, self.per_unit, self.unit, self.mode) for n in lengths]
 
 
+class SoftOverlongReward(_TrlReward):
+    """DAPO's soft overlong punishment (:func:`~egrc_lite.train.length_control.soft_overlong_penalty`) times
+    ``cfg.length_weight``, with ``L_max`` the stage's cap and ``L_cache = cfg.overlong_buffer`` of it.
+
+    >>> from egrc_lite.config import RewardConfig
+    >>> fn = SoftOverlongReward(RewardConfig(overlong_buffer=0.5), max_completion_length=8)
+    >>> fn(completions=["a"] * 3, completion_ids=[[0] * 4, [0] * 6, [0] * 8])
+    [0.0, -0.5, -1.0]
+    """
+
+    name = "dapo_overlong"
+
+    def __init__(self, cfg: RewardConfig, **unanswered: Any) -> None:
+        super().__init__(**unanswered)
+        if self.max_completion_length is None:
+            raise ValueError("reward.length_term=dapo_soft needs the stage's max_completion_length (L_max)")
+        self.buffer, self.weight = cfg.overlong_buffer, cfg.length_weight
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float]:
+        lengths = _lengths(completion_ids, len(completions or []), self.name)
+        cap = self.max_completion_length
+        buffer = overlong_buffer_tokens(self.buffer, cap)
+        return [self.weight * soft_overlong_penalty(n, cap, buffer) for n in lengths]
+
+
+class L1LengthReward(_TrlReward):
+    """L1's length term ``-cfg.l1_alpha * |budget - len|``, ``budget`` from the dataset column ``token_budget``
+    (the number the prompt states). With :class:`AnswerReward` it makes LCPO-Exact's
+    ``1[correct] - alpha |n_gold - n|``.
+
+    >>> from egrc_lite.config import RewardConfig
+    >>> L1LengthReward(RewardConfig(l1_alpha=0.1))(completions=["a", "b"], completion_ids=[[0] * 3, [0] * 9],
+    ...                                             token_budget=[5, 5])
+    [-0.2, -0.4]
+    """
+
+    name = "l1_length"
+
+    def __init__(self, cfg: RewardConfig, **unanswered: Any) -> None:
+        super().__init__(**unanswered)
+        self.alpha = cfg.l1_alpha
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float]:
+        lengths = _lengths(completion_ids, len(completions or []), self.name)
+        budgets = kwargs.get(BUDGET_COLUMN)
+        if budgets is None or len(budgets) != len(lengths) or any(b is None for b in budgets):
+            raise ValueError(f"reward '{self.name}' needs the dataset column '{BUDGET_COLUMN}' with each prompt's "
+                             "token budget (reward.length_term=l1 puts it there when the run builds its dataset)")
+        return [l1_length_term(n, int(b), self.alpha) for n, b in zip(lengths, budgets, strict=True)]
+
+
+class KimiLengthReward(_TrlReward):
+    """Kimi k1.5's length reward (:func:`~egrc_lite.train.length_control.kimi_length_rewards`) per group of
+    ``group_size`` consecutive completions (TRL's layout: the G completions of a prompt are adjacent, and a
+    process's batch holds whole groups), times ``cfg.length_weight``; grades the completions itself
+    (unanswered ones are wrong). :func:`bind_trainer` sets ``group_size`` to the trainer's G.
+    """
+
+    name = "kimi_length"
+
+    def __init__(self, cfg: RewardConfig, group_size: int | None = None, answer_key: str = "answer",
+                 **unanswered: Any) -> None:
+        super().__init__(**unanswered)
+        self.group_size, self.weight, self.answer_rule, self.answer_key = (
+            group_size, cfg.length_weight, cfg.answer_rule, answer_key)
+
+    def reward(self, correct: Sequence[bool], lengths: Sequence[int]) -> list[float]:
+        """Rewards from correctness and lengths, group by group (no grading).
+
+        >>> from egrc_lite.config import RewardConfig
+        >>> KimiLengthReward(RewardConfig(), group_size=2).reward([True, True, True, False], [2, 4, 6, 6])
+        [0.5, -0.5, 0.0, 0.0]
+        """
+        g = self.group_size
+        if g is None or g < 1:
+            raise ValueError(f"reward '{self.name}' needs the group size G (bind_trainer gives it the trainer's)")
+        if len(lengths) % g:
+            raise ValueError(f"reward '{self.name}': a batch of {len(lengths)} completions is not whole groups of {g}")
+        out: list[float] = []
+        for start in range(0, len(lengths), g):
+            out += kimi_length_rewards(lengths[start:start + g], correct[start:start + g])
+        return [self.weight * v for v in out]
+
+    def __call__(self, prompts=None, completions=None, completion_ids=None, **kwargs: Any) -> list[float]:
+        texts = [completion_text(c) for c in completions or []]
+        lengths = _lengths(completion_ids, len(texts), self.name)
+        golds = _golds(kwargs, self.answer_key, len(texts), self.name)
+        if isinstance(prompts, (list, tuple)) and len(prompts) == len(texts) and self.group_size:
+            g = self.group_size
+            if any(prompts[i] != prompts[i - i % g] for i in range(len(prompts))):
+                raise ValueError(f"reward '{self.name}': the batch's groups of {g} consecutive completions do not "
+                                 "share their prompt; the group min/max length would mix prompts")
+        correct = _grade(texts, golds, self.answer_rule, self.unanswered(prompts, texts, completion_ids))
+        return self.reward(correct, lengths)
+
+
+LENGTH_TERMS: dict[str, type[_TrlReward] | None] = {
+    "penalty": LengthPenaltyReward,
+    "none": None,
+    "dapo_soft": SoftOverlongReward,
+    "l1": L1LengthReward,
+    "kimi": KimiLengthReward,
+}
+"""``reward.length_term``: the exploration stage's length term, the method's (``penalty``, method.md s3), none,
+or a baseline's (presets/baselines/)."""
+
 REWARD_MODES = ("compress", "explore", "entangled")
 
 
+def _length_term(reward_cfg: RewardConfig, length_clip: int, group_size: int | None,
+                 unanswered: dict[str, Any]) -> list[_TrlReward]:
+    term = reward_cfg.length_term
+    if term not in LENGTH_TERMS:
+        raise ValueError(f"unknown length term {term!r}; valid terms: {', '.join(LENGTH_TERMS)}")
+    cls = LENGTH_TERMS[term]
+    if cls is None:
+        return []
+    if cls is LengthPenaltyReward:
+        return [LengthPenaltyReward(reward_cfg, length_clip)]
+    if cls is KimiLengthReward:
+        return [KimiLengthReward(reward_cfg, group_size, **unanswered)]
+    return [cls(reward_cfg, **unanswered)]
+
+
 def build_reward_funcs(mode: str, reward_cfg: RewardConfig, stage_cfg: StageConfig, *,
-                       eos_token_ids: Collection[int] | None = None, think_opened: bool = False) -> list[_TrlReward]:
+                       eos_token_ids: Collection[int] | None = None, think_opened: bool = False,
+                       group_size: int | None = None) -> list[_TrlReward]:
     r"""The TRL reward functions of one stage; TRL sums them (weights 1) into ``R``.
 
     * ``compress``:  ``[CompressionReward]``; advantages ``absolute_positive``.
-    * ``explore``:   ``[FormatReward, AnswerReward, LengthPenaltyReward]``; ``group_relative``.
+    * ``explore``:   ``[FormatReward, AnswerReward, <length term>]``; ``group_relative``. The length term is
+      ``reward.length_term`` (:data:`LENGTH_TERMS`): the method's ``LengthPenaltyReward`` by default.
     * ``entangled``: ``[CompressionReward]``; the ``entangled`` advantage reads correctness as
       ``R > 0``, exact because a correct unclipped completion gets ``f >= r > 0`` (method.md s5).
 
     ``L`` is ``stage_cfg.length_clip`` in every mode (an explore stage's is, unless set, the compression
     stage's: :class:`egrc_lite.config.ScheduleConfig`). A completion cut at ``stage_cfg.max_completion_length``
     (without one of ``eos_token_ids``, when given) or whose thinking never closed is unanswered: answer
-    and format 0 (the module doc). :func:`bind_trainer` sets the EOS ids and ``think_opened`` later.
+    and format 0 (the module doc). :func:`bind_trainer` sets the EOS ids, ``think_opened`` and the ``kimi``
+    term's group size G (``group_size`` here, when known) later.
 
     >>> from egrc_lite.config import RewardConfig, StageConfig
     >>> funcs = build_reward_funcs("explore", RewardConfig(), StageConfig(mode="explore", steps=1, length_clip=4))
@@ -213,6 +344,9 @@ def build_reward_funcs(mode: str, reward_cfg: RewardConfig, stage_cfg: StageConf
     >>> cut = dict(prompts=["q"], completions=["a</think>\\boxed{42} and"], completion_ids=[[0] * 8], answer=["42"])
     >>> [f(**cut) for f in funcs]  # reached the cap of 2L = 8 tokens: unanswered, and penalised
     [[0.0], [0.0], [-0.001]]
+    >>> [f.__name__ for f in build_reward_funcs("explore", RewardConfig(length_term="dapo_soft"),
+    ...                                         StageConfig(mode="explore", steps=1))]
+    ['format', 'answer', 'dapo_overlong']
     """
     length_clip = stage_cfg.length_clip
     unanswered = {"max_completion_length": stage_cfg.max_completion_length, "eos_token_ids": eos_token_ids,
@@ -221,14 +355,32 @@ def build_reward_funcs(mode: str, reward_cfg: RewardConfig, stage_cfg: StageConf
         return [CompressionReward(reward_cfg, length_clip, **unanswered)]
     if mode == "explore":
         return [FormatReward(reward_cfg, **unanswered), AnswerReward(reward_cfg, **unanswered),
-                LengthPenaltyReward(reward_cfg, length_clip)]
+                *_length_term(reward_cfg, length_clip, group_size, unanswered)]
     raise ValueError(f"unknown stage mode {mode!r}; valid modes: {', '.join(REWARD_MODES)}")
+
+
+def set_caps(funcs: Sequence[Any], length_clip: int, max_completion_length: int) -> None:
+    """Give egrc-lite's reward callables among ``funcs`` a stage's tightened clip ``L`` and cap (``cap_schedule``):
+    what makes a completion unanswered, clipped, penalised or, for ``dapo_soft``, where ``L_max`` is.
+
+    >>> from egrc_lite.config import RewardConfig
+    >>> fn = CompressionReward(RewardConfig(), length_clip=8, max_completion_length=8)
+    >>> set_caps([fn, len], 6, 6)
+    >>> fn.length_clip, fn.max_completion_length
+    (6, 6)
+    """
+    for fn in funcs:
+        if isinstance(fn, _TrlReward):
+            fn.max_completion_length = max_completion_length if fn.max_completion_length is not None else None
+            if hasattr(fn, "length_clip"):
+                fn.length_clip = length_clip
 
 
 def bind_trainer(funcs: Sequence[Any], trainer: Any) -> None:
     """Give egrc-lite's reward callables among ``funcs`` what only the trainer knows: its EOS ids (TRL's
-    ``trainer.eos_token_ids``, to tell a completion that ended at the cap from one cut there) and whether
-    its chat template opens ``<think>`` (``trainer.processing_class``). Other callables are left alone.
+    ``trainer.eos_token_ids``, to tell a completion that ended at the cap from one cut there), whether
+    its chat template opens ``<think>`` (``trainer.processing_class``) and, for the ``kimi`` term, its group
+    size G (``trainer.num_generations``). Other callables are left alone.
 
     >>> class T:
     ...     eos_token_ids, processing_class = [2], None
@@ -244,3 +396,5 @@ def bind_trainer(funcs: Sequence[Any], trainer: Any) -> None:
     for fn in funcs:
         if isinstance(fn, _TrlReward):
             fn.eos_token_ids, fn.think_opened = eos_ids, think_opened
+        if isinstance(fn, KimiLengthReward) and getattr(trainer, "num_generations", None):
+            fn.group_size = int(trainer.num_generations)

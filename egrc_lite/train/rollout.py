@@ -1,4 +1,5 @@
-"""What speeds up a trainer's rollout generation, around TRL's ``_generate_single_turn``.
+"""What speeds up a trainer's rollout generation, around TRL's ``_generate_single_turn``; and
+:func:`set_generation_cap`, which tightens its cap mid-stage (``cap_schedule``).
 
 Two exact speed-ups, each with its own switch: merged LoRA weights (:mod:`egrc_lite.train.fastgen`,
 ``train.merge_lora_for_generation``) and a ``model.generate`` that drops finished rows from the
@@ -57,3 +58,29 @@ def _pruned_generate(model: Any) -> Iterator[None]:
         yield
     finally:
         del model.generate
+
+
+def set_generation_cap(trainer: Any, length_clip: int, max_completion_length: int) -> bool:
+    """Give ``trainer`` (an ``EgrcGRPOTrainer``) a new generation cap and clip ``L`` from its next rollout on
+    (ThinkPrune-style tightening, :func:`egrc_lite.train.schedule.stage_caps`): TRL's ``max_completion_length``
+    and the settings its generation paths read it into (transformers' generation config, vLLM's), and the
+    reward callables' caps (:func:`egrc_lite.train.rewards.set_caps`). Returns whether anything changed.
+    """
+    from egrc_lite.train.rewards import set_caps
+
+    changed = trainer.max_completion_length != max_completion_length
+    trainer.max_completion_length = max_completion_length
+    config = getattr(trainer, "generation_config", None)
+    if config is not None and hasattr(config, "max_new_tokens"):
+        config.max_new_tokens = max_completion_length
+    kwargs = getattr(trainer, "generation_kwargs", None)
+    if isinstance(kwargs, dict) and "max_new_tokens" in kwargs:
+        kwargs["max_new_tokens"] = max_completion_length
+    vllm = getattr(trainer, "vllm_generation", None)
+    if vllm is not None and hasattr(vllm, "max_completion_length"):
+        vllm.max_completion_length = max_completion_length
+    params = getattr(trainer, "vllm_sampling_params", None)  # unsloth's in-process vLLM (not tested here)
+    if params is not None and hasattr(params, "max_tokens"):
+        params.max_tokens = max_completion_length
+    set_caps(trainer.reward_funcs, length_clip, max_completion_length)
+    return changed

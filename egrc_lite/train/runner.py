@@ -84,6 +84,14 @@ class StageCallback(TrainerCallback):
         self._t0 = time.perf_counter()
         every, step = self.runner.cfg.train.sample_every, self.runner.state.global_step + 1
         self.trainer.egrc_capture_samples = self.runner.cfg.train.num_samples_logged > 0 and step % every == 0
+        if self.stage.config.cap_schedule:  # ThinkPrune-style: this step's cap, from the steps the stage has done
+            from egrc_lite.train.rollout import set_generation_cap
+            from egrc_lite.train.schedule import stage_caps
+
+            clip, cap = stage_caps(self.stage.config, self.runner.state.stage_step)
+            if set_generation_cap(self.trainer, clip, cap):
+                logger.info("stage %s step %d: generation cap %d, length clip %d (cap_schedule)", self.stage.name,
+                            self.runner.state.stage_step + 1, cap, clip)
 
     def on_log(self, args: Any, state: Any, control: Any, logs: dict[str, Any] | None = None, **kwargs: Any) -> None:
         logs = logs or {}
@@ -100,6 +108,8 @@ class StageCallback(TrainerCallback):
         row["train/grad_norm"] = _finite(logs.get("grad_norm"))
         if "train/acc" not in row and "compress/accuracy" in logs:
             row["train/acc"] = _finite(logs["compress/accuracy"])
+        if self.stage.config.cap_schedule:
+            row["train/cap"] = self.trainer.max_completion_length  # this step's (tightened) generation cap
         row["time/step_s"] = time.perf_counter() - self._t0
         metric = row.get(SWITCH_METRIC_KEYS[r.cfg.schedule.auto_switch.metric])
         reason = sched.observe(r.plan, r.cfg.schedule.auto_switch, metric)
@@ -208,7 +218,7 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
 
     from egrc_lite.backends import load_backend
     from egrc_lite.backends.hf import drop_reference_adapter, save_adapter
-    from egrc_lite.data import data_fingerprint, fit_prompt_length, load_problems, to_prompt_dataset
+    from egrc_lite.data import data_fingerprint, fit_prompt_length, load_problems, to_prompt_dataset, token_budget
     from egrc_lite.generate.base import encode_prompt
     from egrc_lite.train.trainer import make_trainer_class
 
@@ -232,18 +242,20 @@ def run_schedule(cfg: EgrcConfig, run_dir: RunDir, *, resume: bool = False, init
     dist.wait_for_everyone()
 
     model, tokenizer, model_source = backend.load_policy(cfg, init_adapter=init_adapter)
-    problems, dropped = fit_prompt_length(problems, cfg.data, lambda m: len(encode_prompt(tokenizer, m)))
+    budget = token_budget(cfg)  # L1: a token budget in each prompt (reward.length_term=l1), else None
+    problems, dropped = fit_prompt_length(problems, cfg.data, lambda m: len(encode_prompt(tokenizer, m)), budget)
     if dropped:
         logger.warning("%d of %d training prompts exceed data.max_prompt_length=%d tokens and are left out",
                        dropped, dropped + len(problems), cfg.data.max_prompt_length)
-    dataset = to_prompt_dataset(problems, cfg.data)
+    dataset = to_prompt_dataset(problems, cfg.data, budget)
     generation = backend.generation(model)
     logger.info("rollouts: %s", generation)
     if runner.is_main and (not resume or not run_dir.manifest_path.exists()):
         write_manifest(run_dir, cfg, data_hash=data_fingerprint(problems), model_source=model_source,
                        extra={"backend": backend.name, "generation": generation, "stages": [p.name for p in plan],
                               "stage_filter": stage_filter, "init_adapter": init_adapter,
-                              "prompts_dropped_too_long": dropped})
+                              "prompts_dropped_too_long": dropped,
+                              "token_budget": None if budget is None else [budget.low, budget.high]})
     if checkpoint is not None and runner.state.stage_step == 0:
         _load_adapter_weights(model, checkpoint)  # the checkpoint ended its stage: start the next from it
 

@@ -6,6 +6,8 @@
   its smoothed curve has stopped falling.
 * :class:`AutoSwitch` wraps that decision for one stage; :class:`ScheduleState` is the small,
   JSON-able position of a run (stage, steps, metric history) that the runner saves for resume.
+* :func:`stage_caps` gives a stage's length clip and generation cap for its next step, lowered on the stage's
+  ``cap_schedule`` (ThinkPrune-style iterative tightening, a baseline: presets/baselines/thinkprune.yaml).
 
 A stage ends when it has run ``steps`` steps (reason ``"steps"``) or, for a ``compress`` stage with
 ``auto_switch.enabled``, when :func:`should_switch` says so (reason ``"auto_switch"``).
@@ -63,6 +65,33 @@ def plan_stages(schedule_cfg: ScheduleConfig) -> list[StagePlan]:
         plan.append(StagePlan(index, name, stage.mode, stage.steps, start, auto, stage))
         start += stage.steps
     return plan
+
+
+def stage_caps(stage: StageConfig, steps_done: int) -> tuple[int, int]:
+    """``(length_clip, max_completion_length)`` of ``stage``'s next step, after ``steps_done`` of its steps.
+
+    ThinkPrune (Hou et al. 2025) trains under a length limit that shrinks in rounds (4k -> 3k -> 2k tokens;
+    a completion cut at the limit gives no answer, so reward 0). Here each entry of ``stage.cap_schedule``
+    applies from the stage's step ``round(at * steps) + 1`` on: the cap becomes ``max(1, round(scale * cap))``
+    of the stage's own cap, and ``L`` becomes ``min(L, new cap)``; the last entry that applies wins.
+    Without a schedule the stage's own values, at every step. A resumed stage gets the same caps (the
+    schedule state knows ``steps_done``).
+
+    >>> from egrc_lite.config import StageConfig
+    >>> st = StageConfig(mode="explore", steps=3, length_clip=2048, max_completion_length=4096,
+    ...                  cap_schedule=[{"at": 0.33, "scale": 0.75}, {"at": 0.67, "scale": 0.5}])
+    >>> [stage_caps(st, done) for done in range(3)]
+    [(2048, 4096), (2048, 3072), (2048, 2048)]
+    """
+    clip, cap = int(stage.length_clip), int(stage.max_completion_length)
+    scale = 1.0
+    for step in stage.cap_schedule:
+        if steps_done >= round(step.at * stage.steps):
+            scale = step.scale
+    if scale == 1.0:
+        return clip, cap
+    cap = max(1, round(scale * cap))
+    return min(clip, cap), cap
 
 
 def smooth(history: Sequence[float], window: int) -> list[float]:

@@ -7,7 +7,8 @@ trl 1.15 and 1.16 (each has a CPU test in ``tests/test_training.py``):
     call TRL, keep the gathered per-function rewards ``[B_all, F]`` (TRL sums them with weights 1).
 ``_generate_and_score_completions``
     call TRL, then replace ``advantages`` with :mod:`egrc_lite.train.advantages` (method.md s2, s3, s5).
-    Dropped samples (``mask`` false, e.g. ``R <= 0`` in compression) get advantage 0 *and* leave
+    Dropped samples (``mask`` false, e.g. ``R <= 0`` in compression, or cut at the cap without EOS under
+    ``reward.overlong_filter``: :func:`~egrc_lite.train.advantages.drop_rows`) get advantage 0 *and* leave
     the loss: they are zeroed in the loss-only mask ``tool_mask`` (TRL multiplies it into
     ``completion_mask`` in the loss but not in the attention), and ``num_items_in_batch``, the
     "dapo" normaliser, is recounted over kept tokens (or kept samples, with 1/|o| weights in
@@ -58,7 +59,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from egrc_lite.train.advantages import STAGE_ADVANTAGE, get_advantage_fn
+from egrc_lite.train.advantages import STAGE_ADVANTAGE, drop_rows, get_advantage_fn
 from egrc_lite.train.entropy_stats import N_SUMS, can_score, completion_entropies, entropy_metrics, entropy_sums
 from egrc_lite.train.loss_mask import LOSS_AGGREGATIONS, SCORED, check_trl_settings, kept_loss_mask, require_scored
 from egrc_lite.train.samples import capture_samples, generation_stats, truncated_rows
@@ -123,6 +124,8 @@ class EgrcTrainerMixin:
     egrc_merge_lora_for_generation = True
     """Generate rollouts from merged LoRA weights where exact (``train.merge_lora_for_generation``;
     never on unsloth, whose generation path differs)."""
+    egrc_overlong_filter = False
+    """DAPO's overlong filtering: samples cut at the cap without EOS get no loss weight (``reward.overlong_filter``)."""
 
     def __init__(self, *args: Any, mode: str = "compress", adv_beta: float = 1.0, loss_aggregation: str = "token",
                  **kwargs: Any) -> None:
@@ -170,8 +173,12 @@ class EgrcTrainerMixin:
         weights = self.reward_weights.to(rewards_per_func.device)  # [F]
         rewards = (rewards_per_func * weights.unsqueeze(0)).nansum(dim=1)  # [B_all]
         result = self._egrc_adv_fn(rewards.float().cpu(), group_size=group, beta=self.egrc_adv_beta)
-
         completion_mask = out["completion_mask"]  # [B, T]
+        truncated = self.accelerator.gather(truncated_rows(out["completion_ids"], completion_mask, self.eos_token_ids,
+                                                           self.max_completion_length)).cpu()  # [B_all]
+        if self.egrc_overlong_filter:  # DAPO: cut at the cap without EOS -> out of the loss and the normaliser
+            result = drop_rows(result, truncated)
+
         n_local = completion_mask.size(0)
         local = slice(self.accelerator.process_index * n_local, (self.accelerator.process_index + 1) * n_local)
         device = completion_mask.device
@@ -190,8 +197,6 @@ class EgrcTrainerMixin:
         self._egrc_passes = 0
 
         lengths = self.accelerator.gather(completion_mask.sum(dim=1)).float().cpu()  # [B_all]
-        truncated = self.accelerator.gather(truncated_rows(out["completion_ids"], completion_mask, self.eos_token_ids,
-                                                           self.max_completion_length)).cpu()  # [B_all]
         self._egrc_stats = generation_stats(self.reward_func_names, rewards_per_func, rewards, result, lengths,
                                             truncated, self._egrc_skip_update)
         if self.egrc_capture_samples:
@@ -380,7 +385,7 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
     trainer = cls(model=model, reward_funcs=funcs, args=args, train_dataset=dataset, processing_class=tokenizer,
                   callbacks=callbacks, mode=stage.mode, adv_beta=stage.beta,
                   loss_aggregation=cfg.train.loss_aggregation)
-    bind_trainer(funcs, trainer)  # EOS ids (cut at the cap or not) and whether the template opens <think>
+    bind_trainer(funcs, trainer)  # EOS ids (cut at the cap or not), whether the template opens <think>, G
     for noisy in (PrinterCallback, ProgressCallback):
         trainer.remove_callback(noisy)
     if trainer.pop_callback(TensorBoardCallback) is not None:  # train.report_to has tensorboard
@@ -390,6 +395,7 @@ def build_trainer(cfg: EgrcConfig, stage: StageConfig, model: Any, tokenizer: An
     trainer.egrc_group_by_length = cfg.train.group_by_length
     trainer.egrc_dropped_entropy_rows = cfg.analysis.dropped_entropy_rows
     trainer.egrc_drop_finished_rows &= cfg.train.drop_finished_rows
+    trainer.egrc_overlong_filter = cfg.reward.overlong_filter
     if trainer.egrc_entropy_source() == "forward":
         logger.info("token entropy: the backend's loss returns none; measured by a no-grad forward per micro-batch")
     if cfg.analysis.track_entropy:
