@@ -12,9 +12,9 @@ from typer.testing import CliRunner
 
 from egrc_lite.cli import app
 from egrc_lite.config import ConfigError
-from egrc_lite.plan import GIB, estimate, model_shape, plan
-from egrc_lite.plan.estimate import LORA_BYTES_PER_PARAM, NF4_BYTES, activation_bytes, lora_params, weight_bytes
-from egrc_lite.plan.shapes import ModelShape, safetensors_params, shape_from_config
+from egrc_lite.train.plan import GIB, estimate, model_shape, plan
+from egrc_lite.train.memory import LORA_BYTES_PER_PARAM, NF4_BYTES, activation_bytes, lora_params, weight_bytes
+from egrc_lite.train.shapes import ModelShape, safetensors_params, shape_from_config
 from egrc_lite.presets import resolve
 
 TINY = ModelShape(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=384, tied=True, qkv_bias=True)
@@ -208,7 +208,7 @@ def test_compress_dry_run_loads_and_writes_nothing(tmp_path, monkeypatch):
 
 
 def test_the_shipped_configs_are_valid_json_with_their_source():
-    from egrc_lite.plan.shapes import SHIPPED_DIR
+    from egrc_lite.train.shapes import SHIPPED_DIR
 
     files = sorted(SHIPPED_DIR.glob("*.json"))
     assert len(files) >= 3
@@ -221,7 +221,7 @@ def test_planning_loads_no_heavy_library():
     import subprocess
     import sys
 
-    probe = ("import sys; from egrc_lite.plan import plan; plan(['r1-1.5b'], [], gpu_gib=24); "
+    probe = ("import sys; from egrc_lite.train.plan import plan; plan(['r1-1.5b'], [], gpu_gib=24); "
              "print(' '.join(m for m in ('torch', 'transformers', 'trl', 'peft', 'vllm') if m in sys.modules))")
     out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == ""

@@ -15,6 +15,7 @@ import typer
 
 from egrc_lite import __version__
 from egrc_lite.cli.help import WordsGroup
+from egrc_lite.cli.options import PresetOpt, SetOpt
 from egrc_lite.cli.ui import user_errors
 
 app = typer.Typer(
@@ -28,18 +29,6 @@ app = typer.Typer(
 )
 presets_app = typer.Typer(help="List presets and show resolved configs.", no_args_is_help=True)
 app.add_typer(presets_app, name="presets")
-
-SetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--set", "-s", help="Override a config value: dotted.key=value (repeatable; applied in order). "
-                 "List items by index from 0 (-1: the last) or a stage by its name or mode: "
-                 "schedule.stages.compress.steps=5."),
-]
-PresetOpt = Annotated[
-    Optional[list[str]],
-    typer.Option("--preset", "-p", help="Preset name (see `egrc-lite presets list`) or a .yaml path; repeat to "
-                 "compose, e.g. --preset r1-1.5b --preset ablations/lc2048. Default: the embedded CPU demo 'default'."),
-]
 
 
 def _version(value: bool) -> None:

@@ -1,4 +1,4 @@
-"""``egrc-lite plan`` and ``compress --dry-run``: the estimate of :mod:`egrc_lite.plan` as tables."""
+"""``egrc-lite plan`` and ``compress --dry-run``: the estimate of :mod:`egrc_lite.train.plan` as tables."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
-from egrc_lite.cli.app import PresetOpt, SetOpt
+from egrc_lite.cli.options import PresetOpt, SetOpt
 
 
 def plan_command(
@@ -18,7 +18,7 @@ def plan_command(
         "--backend", help="auto | hf | unsloth (default: the config's; auto plans for unsloth + vLLM on a GPU).")] = None,
 ) -> None:
     """Will it fit? Estimate a run's peak GPU memory by component without loading weights; exit 1 if it does not fit."""
-    from egrc_lite.plan import plan
+    from egrc_lite.train.plan import plan
     from egrc_lite.presets import DEFAULT_PRESET
     from egrc_lite.cli.ui import console
 
@@ -88,7 +88,7 @@ def dry_run(cfg: Any) -> None:
     import yaml
     from rich.table import Table
 
-    from egrc_lite.plan import estimate, model_shape
+    from egrc_lite.train.plan import estimate, model_shape
     from egrc_lite.train.schedule import plan_stages
     from egrc_lite.cli.ui import console
 

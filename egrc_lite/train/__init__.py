@@ -7,10 +7,11 @@ the only module that knows TRL internals (``trainer``), with rollouts from merge
 (``fastgen``), the kept-sample loss mask, normaliser and TRL guards (``loss_mask``) and the sampled
 completions it logs (``samples``); each stage's ``GRPOConfig`` (``arguments``); the stage loop (``runner``) and where a run restarts
 (``resume``);
-and ``train.report_to``'s loggers (``loggers``). :func:`run_schedule` is the entry point: it loads the training backend first
+and ``train.report_to``'s loggers (``loggers``); the memory planner behind ``egrc-lite plan``, from shapes alone and
+without torch (``shapes``, ``memory``, ``plan``). :func:`run_schedule` is the entry point: it loads the training backend first
 (unsloth, when chosen, must be imported before transformers, TRL and PEFT), then runs the stages.
 
-May import: analysis (token statistics logged every step), backends, config, data, runs, errors.
+May import: analysis (token statistics logged every step), backends, config, data, presets (``plan``), runs, errors.
 """
 
 from __future__ import annotations

@@ -2,19 +2,19 @@
 
 ``egrc-lite plan --preset r1-1.5b --gpu-memory 24`` and ``egrc-lite compress --dry-run`` read no weights: the
 model's ``config.json`` (shipped with the presets, a local directory with its safetensors headers, or the
-Hugging Face cache) gives the shapes (:mod:`egrc_lite.plan.shapes`), :mod:`egrc_lite.plan.estimate` the
+Hugging Face cache) gives the shapes (:mod:`egrc_lite.train.shapes`), :mod:`egrc_lite.train.memory` the
 components. :func:`plan` adds the verdict and, when the run does not fit, the ``--set`` lines that make it fit,
 each checked by re-estimating the config with that override.
 
-May import: config, presets, train.arguments (pure functions; no torch at import).
+Imports config, presets and train.arguments only (pure functions; no torch).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from egrc_lite.plan.estimate import GIB, Component, Estimate, estimate, fix_candidates
-from egrc_lite.plan.shapes import ModelShape, model_shape
+from egrc_lite.train.memory import GIB, Component, Estimate, estimate, fix_candidates
+from egrc_lite.train.shapes import ModelShape, model_shape
 
 __all__ = ["GIB", "Component", "Estimate", "ModelShape", "Plan", "estimate", "model_shape", "plan"]
 

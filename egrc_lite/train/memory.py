@@ -30,7 +30,7 @@ logits) and the generation transient (hf generation's KV cache). The parameter a
 (tested against real models); activations, logits and the constants are estimates of the usual order
 (``benchmarks/gpu_check.py`` measures a real step where a GPU is available).
 
->>> from egrc_lite.plan.shapes import ModelShape
+>>> from egrc_lite.train.shapes import ModelShape
 >>> tiny = ModelShape(hidden=64, intermediate=128, layers=2, heads=4, kv_heads=2, vocab=384, tied=True, qkv_bias=True)
 >>> lora_params(tiny, r=16, targets="all-linear")  # 2 layers x 16 x (128 + 96 + 96 + 128 + 192 x 3)
 32768
@@ -42,7 +42,7 @@ from dataclasses import dataclass, field
 from typing import Literal
 
 from egrc_lite.config import ConfigError, EgrcConfig
-from egrc_lite.plan.shapes import DTYPE_BYTES, LINEARS, ModelShape
+from egrc_lite.train.shapes import DTYPE_BYTES, LINEARS, ModelShape
 
 GIB = 2**30
 CUDA_CONTEXT = int(0.75 * GIB)
