@@ -72,6 +72,10 @@ def _best_single(tried: dict[str, Estimate]) -> list[tuple[str, Estimate]]:
     return sorted(keep, key=lambda item: item[1].peak)
 
 
+def _kv_short(est: Estimate) -> bool:
+    return est.kv_capacity_tokens is not None and est.kv_capacity_tokens < est.longest_sequence
+
+
 def _greedy(presets: list[str], overrides: list[str], gpu_gib: float, backend: str | None,
             est: Estimate) -> list[str] | None:
     """Apply the override that lowers the peak most (growing vLLM's KV cache when that is what fails), until the
@@ -94,9 +98,13 @@ def _greedy(presets: list[str], overrides: list[str], gpu_gib: float, backend: s
                 return [*chosen, line]
             kv_gain = (new.kv_capacity_tokens or 0) - (current.kv_capacity_tokens or 0)
             options.append((current.peak - new.peak, kv_gain, line, new))
-        useful = [o for o in options if o[0] > 0]
+        useful = [o for o in options if o[0] > 0 or o[1] > 0]
         if not useful:
             return None
-        _, _, line, current = max(useful, key=lambda o: (o[0], o[1]))
+        if _kv_short(current):  # first make vLLM's KV cache hold a sequence, at the lowest peak
+            useful = [o for o in useful if not _kv_short(o[3])] or useful
+            _, _, line, current = min(useful, key=lambda o: (_kv_short(o[3]), o[3].peak))
+        else:
+            _, _, line, current = max(useful, key=lambda o: (o[0], o[1]))
         chosen.append(line)
     return None
