@@ -148,6 +148,8 @@ def vllm_check(work: Path) -> None:
     print(f"ok: greedy tokens match transformers for the base and transformers+PEFT for the LoRA request "
           f"(>= {COMPARE_TOKENS} leading tokens of {len(PROMPTS)} prompts); the adapter changes the output")
 
+    scale_check(work, adapter, path, lora_gen, base, base_gen)
+
     sampled = lora_gen.generate(PROMPTS[:2], n=3, max_tokens=16, temperature=1.0, top_p=0.95, seed=1)
     again = lora_gen.generate(PROMPTS[:2], n=3, max_tokens=16, temperature=1.0, top_p=0.95, seed=1)
     if [len(s) for s in sampled] != [3, 3]:
@@ -159,6 +161,39 @@ def vllm_check(work: Path) -> None:
     if [[s.token_ids for s in r] for r in sampled] != [[s.token_ids for s in r] for r in again]:
         fail("sampling with the same seed gave different samples")
     print("ok: n=3 sampling through the LoRA request: sample fields consistent, seeded runs repeat")
+
+
+def scale_check(work: Path, adapter: Path, path: str, lora_gen, base, base_gen) -> None:
+    """`eval --adapter-scale` on vLLM: the scaled copy of the adapter served as a LoRA request on the same engine;
+    scale 0 must give the base's greedy tokens exactly, scale 0.5 transformers+PEFT's at PEFT scaling 0.5."""
+    import torch
+    from transformers import AutoModelForCausalLM
+    from vllm.lora.request import LoRARequest
+
+    from egrc_lite.generate.hf import attach_merged_adapter
+    from egrc_lite.generate.scale import write_scaled_adapter
+    from egrc_lite.generate.vllm import VLLMGenerator
+
+    for slot, scale in ((2, 0.0), (3, 0.5)):
+        copy = write_scaled_adapter(adapter, scale, work / f"vllm-adapter-scale-{scale:g}")
+        gen = VLLMGenerator(lora_gen.llm, lora_gen.tokenizer, lora_request=LoRARequest(f"scale-{scale:g}", slot, str(copy)),
+                            model_source=f"scale {scale:g}", stop_ids=lora_gen.stop_ids, max_model_len=lora_gen.max_model_len)
+        out = gen.generate(PROMPTS, n=1, max_tokens=GREEDY_TOKENS, temperature=0.0, top_p=1.0, seed=0)
+        if scale == 0.0:
+            for i in range(len(PROMPTS)):
+                if out[i][0].token_ids != base[i][0].token_ids:
+                    fail(f"prompt {i}: vLLM at adapter scale 0 {out[i][0].token_ids[:COMPARE_TOKENS]} != the base "
+                         f"{base[i][0].token_ids[:COMPARE_TOKENS]}")
+            continue
+        merged, _ = attach_merged_adapter(AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32), adapter,
+                                          "check", scale=scale)
+        hf = _hf_greedy(merged.eval(), base_gen, PROMPTS)
+        for i in range(len(PROMPTS)):
+            if _agree(out[i][0].token_ids, hf[i]) < min(COMPARE_TOKENS, len(hf[i])):
+                fail(f"prompt {i}: vLLM at adapter scale {scale:g} {out[i][0].token_ids[:COMPARE_TOKENS]} != "
+                     f"transformers+PEFT at scale {scale:g} {hf[i][:COMPARE_TOKENS]}")
+    print("ok: --adapter-scale on vLLM: the scaled copy at 0 gives the base's greedy tokens, at 0.5 those of "
+          "transformers+PEFT with PEFT's scaling times 0.5")
 
 
 def main() -> None:
