@@ -378,6 +378,39 @@ def test_eval_stages_adds_the_adapter_at_each_stage_end_like_table_2(tmp_path):
     assert all(e["stage_evals"][0]["eval"] == "reused" for e in _status(out).values())
 
 
+def _records(directory: Path) -> list[tuple]:
+    rows = [json.loads(line) for line in (directory / "mini_bench.jsonl").read_text().splitlines()]
+    return sorted((r["problem_id"], r["sample"], r["response"], r["total_tokens"]) for r in rows)
+
+
+def test_adapter_scale_evaluates_each_run_at_each_scale_as_rows_name_at_s(tmp_path):
+    out = tmp_path / "sw"
+    args = ["--preset", "smoke", "--grid", "train.seed=0", *FAST, *EVAL, "--set", "schedule.stages.explore.steps=3",
+            "--set", "train.learning_rate=0.3",
+            "--adapter-scale", "0,1", "--out", str(out)]
+    first = _sweep(*args)
+    assert first.exit_code == 0, first.output
+    [(name, entry)] = _status(out).items()
+    assert [(e["scale"], e["eval"]) for e in entry["scale_evals"]] == [(0.0, "evaluated"), (1.0, "evaluated")]
+    zero, one = out / "eval" / f"{name}@scale-0", out / "eval" / f"{name}@scale-1"
+    assert _records(zero) == _records(out / "eval" / "base")  # scale 0: the base model exactly
+    assert _records(one) == _records(out / "eval" / name)  # scale 1: the adapter as trained
+    assert _records(one) != _records(zero)  # the trained adapter changes the samples: the checks above can fail
+    assert json.loads((zero / "summary.json").read_text())["settings"]["adapter_scale"] == 0.0
+    report = (out / "report.md").read_text()
+    rows = [line.split(" | ")[0][2:] for line in report.split("## Runs")[0].splitlines()
+            if line.startswith("| ") and "mini_bench" not in line]
+    assert rows[:4] == ["base", name, f"{name}@0", f"{name}@1"]
+    again = _sweep(*args)
+    assert again.exit_code == 0, again.output
+    assert [e["eval"] for e in _status(out)[name]["scale_evals"]] == ["reused", "reused"]
+
+
+def test_adapter_scale_needs_eval(tmp_path):
+    result = _sweep("--preset", "smoke", "--adapter-scale", "0,1", "--out", str(tmp_path / "sw"))
+    assert result.exit_code == 2 and "--adapter-scale needs --eval" in result.output
+
+
 def test_stage_end_checkpoints_of_finished_and_unfinished_runs(tmp_path):
     run = RunDir(tmp_path / "r")
     plan = [{"name": "explore", "config_index": 1}, {"name": "compress", "config_index": 0}]

@@ -64,8 +64,9 @@ def _status_table(result: Any) -> Any:
     for entry in result.record["runs"]:
         note = f"{entry['phase']}: {entry['reason']}" if entry["status"] == "failed" else (entry.get("reason") or "")
         seconds = entry.get("seconds")
-        stage_evals = entry.get("stage_evals") or []
-        evals = (entry.get("eval") or "-") + (f" (+{len(stage_evals)} stage end)" if stage_evals else "")
+        stage_evals, scale_evals = entry.get("stage_evals") or [], entry.get("scale_evals") or []
+        evals = (entry.get("eval") or "-") + (f" (+{len(stage_evals)} stage end)" if stage_evals else "") + (
+            f" (+{len(scale_evals)} scales)" if scale_evals else "")
         table.add_row(escape(entry["name"]), f"[{style.get(entry['status'], 'yellow')}]{entry['status']}[/]",
                       entry.get("train") or "-", evals,
                       f"{seconds:.0f} s" if isinstance(seconds, (int, float)) else "-", escape(note))
@@ -79,6 +80,13 @@ def _run(opts: dict[str, Any]) -> None:
 
     if opts["eval_stages"] and not opts["eval"]:
         raise SweepError("--eval-stages needs --eval BENCHMARKS (what to evaluate the stage ends on)")
+    scales: tuple[float, ...] = ()
+    if opts["adapter_scale"] is not None:
+        from egrc_lite.generate.scale import parse_scales
+
+        if not opts["eval"]:
+            raise SweepError("--adapter-scale needs --eval BENCHMARKS (what to evaluate the scaled adapters on)")
+        scales = tuple(parse_scales(opts["adapter_scale"]))
     presets = opts["preset"] or [DEFAULT_PRESET]
     plan = plan_sweep(presets, opts["grid"] or [], opts["overrides"] or [])
     out = opts["out"] or Path("runs") / f"sweep-{_slug(presets[0])}"
@@ -92,6 +100,8 @@ def _run(opts: dict[str, Any]) -> None:
 
             names = ", ".join(parse_benchmarks(opts["eval"]))
             stages = " (and at the end of every stage but the last)" if opts["eval_stages"] else ""
+            if scales:
+                stages += f" (and at LoRA scales {opts['adapter_scale']})"
             console.print(f"evaluation: base + each run{stages} on {names} (limit {opts['limit'] or 'all'}, "
                           f"n {opts['n']}, max tokens {opts['max_tokens'] or default_max_tokens(plan)}) -> {out / 'eval'}")
         else:
@@ -99,7 +109,7 @@ def _run(opts: dict[str, Any]) -> None:
 
             spec = prepare_eval(plan, opts["eval"], n=opts["n"], limit=opts["limit"], max_tokens=opts["max_tokens"],
                                 batch_size=opts["batch_size"], data_dir=opts["data_dir"], backend=opts["eval_backend"],
-                                stages=opts["eval_stages"])
+                                stages=opts["eval_stages"], scales=scales)
     else:
         console.print("evaluation: none (--eval not given); the report shows training metrics only")
     isolate = _processes(opts["isolate"])
@@ -182,6 +192,9 @@ def sweep(
     eval_stages: Annotated[bool, typer.Option("--eval-stages", help="Also evaluate each run's adapter at the end "
                            "of every stage but the last (eval/NAME@STAGE; report rows 'NAME (after STAGE)'), like "
                            "the paper's Table 2 rows for exploration-first after exploration.")] = False,
+    adapter_scale: Annotated[Optional[str], typer.Option("--adapter-scale", help="Also evaluate each run's adapter "
+                             "with its update times each of these comma-separated scales (eval/NAME@scale-S; report "
+                             "rows NAME@S, points on the accuracy-length plot), e.g. 0,0.5,1,1.25.")] = None,
     data_dir: Annotated[Optional[Path], typer.Option("--data-dir", help="Folder of benchmark JSONL files (default "
                         "$EGRC_DATA_DIR, else ../shared/data beside the checkout, else the Hugging Face hub).")] = None,
     out: Annotated[Optional[Path], typer.Option("--out", "-o", help="Sweep directory (default runs/sweep-PRESET): "

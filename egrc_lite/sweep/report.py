@@ -38,6 +38,7 @@ def build_comparison(out: Path, record: dict[str, Any]) -> tuple[Any, list[Any]]
     ``--eval-stages``), and the loaded summaries."""
     from egrc_lite.evaluation.evaluate import EvalError
     from egrc_lite.evaluation.report import ModelSummary, build_report, load_model
+    from egrc_lite.generate.scale import scale_label
 
     def load(path: Any, label: str) -> Any:
         try:
@@ -54,7 +55,8 @@ def build_comparison(out: Path, record: dict[str, Any]) -> tuple[Any, list[Any]]
         if entry["status"] not in ok or not entry.get("eval_dir"):
             continue
         rows = [(e["eval_dir"], f"{entry['name']} (after {e['stage']})") for e in entry.get("stage_evals") or []]
-        for eval_dir, label in [*rows, (entry["eval_dir"], entry["name"])]:
+        scaled = [(e["eval_dir"], f"{entry['name']}@{scale_label(e['scale'])}") for e in entry.get("scale_evals") or []]
+        for eval_dir, label in [*rows, (entry["eval_dir"], entry["name"]), *scaled]:
             m = load(eval_dir, label)
             if m is not None:
                 models.append(dataclasses.replace(m, run_dir=Path(entry["run_dir"])))

@@ -40,6 +40,7 @@ class SweepEval:
     settings: Any  # egrc_lite.evaluation.evaluate.EvalSettings
     backend: str = "hf"
     stages: bool = False  # also the adapter at the end of every stage but the last
+    scales: tuple[float, ...] = ()  # also each run's adapter with its update times each scale (eval --adapter-scale)
 
     def settings_for(self, cfg: EgrcConfig) -> Any:
         return dataclasses.replace(self.settings, answer_rule=cfg.reward.answer_rule,
@@ -60,7 +61,8 @@ def _eval_model_section(cfg: EgrcConfig) -> dict[str, Any]:
 
 def prepare_eval(plan: SweepPlan, benchmarks: str, *, n: int = EVAL.n, limit: int | None = None,
                  max_tokens: int | None = None, batch_size: int = EVAL.batch_size, data_dir: str | Path | None = None,
-                 backend: str = EVAL_GENERATOR, seed: int = EVAL.seed, stages: bool = False) -> SweepEval:
+                 backend: str = EVAL_GENERATOR, seed: int = EVAL.seed, stages: bool = False,
+                 scales: tuple[float, ...] = ()) -> SweepEval:
     """Load the benchmarks and fix the sampling settings (fails before any training starts)."""
     from egrc_lite.evaluation.tasks import load_benchmark, parse_benchmarks
     from egrc_lite.generate import GENERATORS
@@ -74,10 +76,11 @@ def prepare_eval(plan: SweepPlan, benchmarks: str, *, n: int = EVAL.n, limit: in
     settings = EvalSettings(n=n, max_tokens=max_tokens or default_max_tokens(plan), batch_size=batch_size,
                             limit=limit, seed=seed)
     benches = tuple(load_benchmark(name, data_dir=data_dir, limit=limit) for name in parse_benchmarks(benchmarks))
-    return SweepEval(benches, settings, backend, stages)
+    return SweepEval(benches, settings, backend, stages, tuple(scales))
 
 
-def _eval_complete(out_dir: Path, spec: SweepEval, settings: Any, adapter: str | None) -> bool:
+def _eval_complete(out_dir: Path, spec: SweepEval, settings: Any, adapter: str | None,
+                   adapter_scale: float | None = None) -> bool:
     """Whether ``out_dir`` already holds every sample this evaluation asks for (then no model is loaded)."""
     from egrc_lite.evaluation.evaluate import EvalError, read_summary
 
@@ -87,7 +90,8 @@ def _eval_complete(out_dir: Path, spec: SweepEval, settings: Any, adapter: str |
         return False
     saved = summary.get("settings") or {}
     keys = ("n", "max_tokens", "temperature", "top_p", "seed", "answer_rule", "prompt_suffix", "system_prompt")
-    if summary.get("adapter") != adapter or any(saved.get(k) != getattr(settings, k) for k in keys):
+    if summary.get("adapter") != adapter or saved.get("adapter_scale") != adapter_scale or any(
+            saved.get(k) != getattr(settings, k) for k in keys):
         return False
     entries = summary["benchmarks"]
     return all(b.name in entries and entries[b.name].get("n_problems") == len(b.problems)
@@ -98,29 +102,34 @@ def _adapter_id(adapter: Path | None) -> str | None:
     return str(adapter.resolve()) if adapter is not None else None
 
 
-def eval_generator(spec: SweepEval, cfg: EgrcConfig, adapter: Path | None, settings: Any) -> Any:
+def eval_generator(spec: SweepEval, cfg: EgrcConfig, adapter: Path | None, settings: Any,
+                   adapter_scale: float | None = None) -> Any:
     """The generator of one evaluation of the sweep (built where the evaluation runs: in its child
     process with ``isolate``); engine options of a backend belong here."""
     from egrc_lite.evaluation.evaluate import eval_prompts
     from egrc_lite.generate import get_generator
 
+    scaled = {} if adapter_scale is None else {"adapter_scale": adapter_scale}
     return get_generator(spec.backend, cfg, adapter=adapter, batch_size=settings.batch_size,
-                         prompts=eval_prompts(spec.benchmarks, settings), max_tokens=settings.max_tokens)
+                         prompts=eval_prompts(spec.benchmarks, settings), max_tokens=settings.max_tokens, **scaled)
 
 
 def evaluate_model(cfg: EgrcConfig, adapter: Path | None, out_dir: Path, spec: SweepEval,
-                   base_dir: Path | None, progress: Any = None) -> str:
-    """Evaluate the model of ``cfg`` (with ``adapter``) into ``out_dir``: ``"reused"`` or ``"evaluated"``."""
+                   base_dir: Path | None, adapter_scale: float | None = None, progress: Any = None) -> str:
+    """Evaluate the model of ``cfg`` (with ``adapter``, its update times ``adapter_scale`` when given) into
+    ``out_dir``: ``"reused"`` or ``"evaluated"``."""
     from egrc_lite.evaluation.evaluate import evaluate
 
     settings = spec.settings_for(cfg)
     adapter_id = _adapter_id(adapter)
-    if _eval_complete(out_dir, spec, settings, adapter_id):
+    if _eval_complete(out_dir, spec, settings, adapter_id, adapter_scale):
         return "reused"
-    generator = eval_generator(spec, cfg, adapter, settings)
+    generator = eval_generator(spec, cfg, adapter, settings, adapter_scale)
+    scaled = {} if adapter_scale is None else {"adapter_scale": adapter_scale}
     try:
         evaluate(generator, spec.benchmarks, out_dir, settings, model=cfg.model.name_or_path, adapter=adapter_id,
-                 base=base_dir, extra_settings={"dtype": getattr(generator, "dtype", None) or cfg.model.dtype}, progress=progress)
+                 base=base_dir, extra_settings={"dtype": getattr(generator, "dtype", None) or cfg.model.dtype, **scaled},
+                 progress=progress)
     finally:
         getattr(progress, "close", lambda: None)()
         del generator
@@ -130,6 +139,13 @@ def evaluate_model(cfg: EgrcConfig, adapter: Path | None, out_dir: Path, spec: S
 def stage_eval_name(run: str, stage: str) -> str:
     """Folder under ``eval/`` of a run's adapter at the end of ``stage``."""
     return f"{run}@{stage}"
+
+
+def scale_eval_name(run: str, scale: float) -> str:
+    """Folder under ``eval/`` of a run's adapter at LoRA scale ``scale`` (report row ``NAME@S``)."""
+    from egrc_lite.generate.scale import scale_label
+
+    return f"{run}@scale-{scale_label(scale)}"
 
 
 def closing_job(run_job: RunJob, label: str, fn: Any, args: tuple[Any, ...], progress: Any, close: str) -> Any:
@@ -143,12 +159,12 @@ def closing_job(run_job: RunJob, label: str, fn: Any, args: tuple[Any, ...], pro
 
 
 def run_evaluation(run_job: RunJob, cfg: EgrcConfig, adapter: Path | None, out_dir: Path, spec: SweepEval,
-                   base_dir: Path | None, progress: Any = None) -> str:
+                   base_dir: Path | None, progress: Any = None, adapter_scale: float | None = None) -> str:
     """:func:`evaluate_model` as a job of ``run_job`` (job ``eval/NAME``), unless ``out_dir`` is complete."""
-    if _eval_complete(out_dir, spec, spec.settings_for(cfg), _adapter_id(adapter)):
+    if _eval_complete(out_dir, spec, spec.settings_for(cfg), _adapter_id(adapter), adapter_scale):
         return "reused"
-    return closing_job(run_job, f"eval/{out_dir.name}", evaluate_model, (cfg, adapter, out_dir, spec, base_dir),
-                       progress, "close")
+    return closing_job(run_job, f"eval/{out_dir.name}", evaluate_model,
+                       (cfg, adapter, out_dir, spec, base_dir, adapter_scale), progress, "close")
 
 
 def evaluate_stage_ends(combo: Combination, run_dir: RunDir, out: Path, spec: SweepEval, base_dir: Path | None,
@@ -249,7 +265,7 @@ def _run_one(combo: Combination, entry: dict[str, Any], out: Path, spec: SweepEv
              train_progress: Any, eval_progress: Any, run_job: RunJob) -> None:
     run_dir = RunDir(out / "runs" / combo.name)
     t0 = time.perf_counter()
-    entry.update(status="running", phase="train", reason=None, train=None, eval=None, stage_evals=[])
+    entry.update(status="running", phase="train", reason=None, train=None, eval=None, stage_evals=[], scale_evals=[])
     try:
         entry["train"] = finished_training(combo, run_dir) or closing_job(
             run_job, f"runs/{combo.name}", train_combination, (combo, run_dir), train_progress, "end_stage")
@@ -260,13 +276,18 @@ def _run_one(combo: Combination, entry: dict[str, Any], out: Path, spec: SweepEv
             if spec.stages:
                 entry["stage_evals"] = evaluate_stage_ends(combo, run_dir, out, spec, base_dir, eval_progress,
                                                            run_job)
+            for scale in spec.scales:
+                eval_dir = out / "eval" / scale_eval_name(combo.name, scale)
+                how = run_evaluation(run_job, combo.config, run_dir.adapter_dir, eval_dir, spec, base_dir,
+                                     eval_progress, adapter_scale=scale)
+                entry["scale_evals"].append({"scale": scale, "eval_dir": str(eval_dir), "eval": how})
     except Exception as err:  # noqa: BLE001 - a failed combination is recorded and the sweep goes on
         entry.update(status="failed", reason=one_line(err), seconds=round(time.perf_counter() - t0, 1))
         _write_error(run_dir, err)
         logger.warning("combination %s failed in %s: %s", combo.name, entry["phase"], entry["reason"])
         return
     idle = entry["train"] == "reused" and entry["eval"] in (None, "reused") and all(
-        e["eval"] == "reused" for e in entry["stage_evals"])
+        e["eval"] == "reused" for e in [*entry["stage_evals"], *entry["scale_evals"]])
     entry.update(status="skipped" if idle else "done", phase=None, seconds=round(time.perf_counter() - t0, 1))
     (run_dir.path / ERROR_TXT).unlink(missing_ok=True)
 
