@@ -43,6 +43,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--eval", action="append", default=[], metavar="STEP=DIR", help="held-out eval at a step")
     p.add_argument("--benchmark", default="arithmetic")
     p.add_argument("--out", type=Path, default=Path("runs/phenomena.png"))
+    p.add_argument("--title", default=None, help="figure title (default: the run folder name)")
     args = p.parse_args(argv)
 
     from egrc_lite.evaluation.evaluate import read_summary
@@ -87,7 +88,7 @@ def main(argv: list[str] | None = None) -> int:
         for i in range(1, len(rows)):
             if rows[i]["stage"] != rows[i - 1]["stage"]:
                 ax.axvline(rows[i]["step"] - 0.5, color="grey", lw=0.8, ls=":")
-    fig.suptitle(f"{args.run.name}: length, held-out accuracy and entropy per step")
+    fig.suptitle(f"{args.title or args.run.name}: length, held-out accuracy and entropy per step")
     print(f"wrote {save_png(fig, args.out)}")
     return 0
 
