@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from egrc_lite import config as config_module
+from egrc_lite.config import sections as config_module
 from egrc_lite.config import ConfigError, EgrcConfig, TrainConfig, check_loggers_installed, validate_config
 from egrc_lite.runs import RunDir
 
