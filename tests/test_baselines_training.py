@@ -20,21 +20,13 @@ from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.runs import RunDir
 from egrc_lite.train import trainer as training
 from egrc_lite.train.advantages import group_relative
-from tiny_training import FixedReward, merge_dicts
+from tiny_training import FixedReward, tiny_config
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(**over) -> EgrcConfig:
-    base = {
-        "model": {"name_or_path": "builtin:tiny"},
-        "data": {"builtin_size": 32},
-        "schedule": {"stages": [{"mode": "compress", "steps": 0, "length_clip": 12},
-                                {"mode": "explore", "steps": 1, "length_clip": 6}]},
-        "train": {"num_generations": 4, "prompts_per_step": 2, "save_steps": 5, "sample_every": 1,
-                  "learning_rate": 1e-2, "num_samples_logged": 8},
-    }
-    return EgrcConfig.model_validate(merge_dicts(base, over))
+    return tiny_config(0, 1, {"save_steps": 5, "sample_every": 1, "num_samples_logged": 8}, **over)
 
 
 def _trainer(tmp_path, cfg: EgrcConfig, stage: StageConfig, reward_funcs=None):

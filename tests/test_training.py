@@ -22,7 +22,7 @@ from egrc_lite import train
 from egrc_lite.train import runner as stage_runner, trainer as training
 from egrc_lite.config import EgrcConfig, StageConfig
 from egrc_lite.runs import RunDir
-from tiny_training import FixedReward, merge_dicts
+from tiny_training import FixedReward, tiny_config
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -31,15 +31,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def tiny_cfg(**over) -> EgrcConfig:
-    base = {
-        "model": {"name_or_path": "builtin:tiny"},
-        "data": {"builtin_size": 32},
-        "schedule": {"stages": [{"mode": "compress", "steps": 3, "length_clip": 12},
-                                {"mode": "explore", "steps": 2, "length_clip": 6}]},
-        "train": {"num_generations": 4, "prompts_per_step": 2, "save_steps": 2, "sample_every": 2,
-                  "learning_rate": 1e-2, "num_samples_logged": 3},
-    }
-    return EgrcConfig.model_validate(merge_dicts(base, over))
+    return tiny_config(3, 2, {"save_steps": 2, "sample_every": 2, "num_samples_logged": 3}, **over)
 
 
 def lora_state(model) -> dict[str, torch.Tensor]:
